@@ -1,0 +1,425 @@
+"""Model cards: one literal table of every model faceedit knows, and where its weights come from.
+
+Standard library only, so ``faceedit models list`` and ``--help`` never import torch. A card holds what
+is needed to rebuild and trust a checkpoint; :mod:`faceedit.hub` turns a card into a local model folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+# How a card's weights reach the user (ModelSource.kind).
+HUB_UPSTREAM = "hub-upstream"  # official-format checkpoint(s) on the hub -> upstream.import_checkpoint
+HUB_TF = "hub-tf"  # official TF checkpoint on the hub; generator fetched by HTTP Range -> tfimport
+HUB_FACEEDIT = "hub-faceedit"  # a hub repo in our own format (config.json + model.safetensors)
+IMPORT_ONLY = "import-only"  # published outside the hub: the user downloads it and runs `models import`
+SOURCE_KINDS = (HUB_UPSTREAM, HUB_TF, HUB_FACEEDIT, IMPORT_ONLY)
+TASKS = ("edit", "anime")
+
+CELEBA_NONCOMMERCIAL = (
+    "CelebA (MMLAB, CUHK): available for non-commercial research purposes only; images are not "
+    "owned by MMLAB and must not be redistributed or used commercially"
+)
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return None if mapping is None else MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a card's source, pinned by content where the hash is known."""
+
+    path: str  # path inside the hub repo (or inside the upstream download)
+    role: str  # generator | discriminator | checkpoint-index | checkpoint-data | config | weights
+    sha256: str | None = None  # 64 hex; None = not known yet (trust-on-first-use ledger instead)
+    size: int | None = None  # exact bytes, or None
+    approx_mb: float | None = None  # for `models list` only (e.g. "33.8 MB" on the hub page)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights are published and how they become a faceedit model folder."""
+
+    kind: str  # one of SOURCE_KINDS
+    repo_id: str | None = None  # hub repo (org/name) for hub-* kinds
+    revision: str | None = None  # full 40-hex commit, or None (then the first download's commit is recorded)
+    files: tuple[SourceFile, ...] = ()
+    folder: str | None = None  # hub-tf: folder holding the checkpoint inside the repo
+    url: str | None = None  # where a human finds the files (hub page, release page, Drive folder)
+    instructions: str | None = None  # import-only: what to download and which command converts it
+
+
+@dataclass(frozen=True)
+class Licences:
+    """Licences of the code, the weights and the training data (all printed by `models info`)."""
+
+    code: str
+    weights: str
+    dataset: str
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to rebuild, feed and trust one checkpoint (mirrors config.json + hub fields)."""
+
+    name: str  # arch-dataset-resolution[-variant], kebab-case
+    task: str  # "edit" (attribute editing) or "anime" (image-to-image)
+    arch: str  # key of faceedit.models.ARCHS
+    variant: str  # "port" (PyTorch implementation's layout) or "tf" (official TensorFlow numerics)
+    generator_kwargs: Mapping[str, Any]  # exact generator constructor kwargs
+    attributes: tuple[str, ...]  # CelebA names in training order; () for U-GAT-IT
+    image_size: int
+    template: str  # crop template of face/align.py: celeba-178 | celeba-170 | celeba-tf | selfie | ffhq
+    resize: str  # interpolation the training preprocessing used: bilinear | bicubic
+    conditioning: Mapping[str, Any]  # {"scheme": stargan|attgan|stgan|none, "thres_int", "rules": port|tf}
+    source: ModelSource
+    licences: Licences
+    upstream: str  # code the weights were trained with (URL)
+    paper: str
+    classifier: bool = False  # the model folder carries an attribute classifier (official D's head)
+    direction: str | None = None  # U-GAT-IT only: A2B or B2A
+    notes: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)  # importer options (e.g. {"smoothing": True})
+
+    def __post_init__(self) -> None:
+        # The table is module-global: freeze its mappings so no caller can edit a card in place.
+        for name in ("generator_kwargs", "conditioning", "extra"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "attributes", tuple(self.attributes))
+
+    @property
+    def import_only(self) -> bool:
+        return self.source.kind == IMPORT_ONLY
+
+    def config_fields(self) -> dict[str, Any]:
+        """The config.json fields this card prescribes (see the shared config schema)."""
+        config: dict[str, Any] = {
+            "arch": self.arch,
+            "variant": self.variant,
+            "generator_kwargs": dict(self.generator_kwargs),
+            "attributes": list(self.attributes),
+            "image_size": self.image_size,
+            "template": self.template,
+            "resize": self.resize,
+            "conditioning": dict(self.conditioning),
+        }
+        if self.direction is not None:
+            config["direction"] = self.direction
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field (for `models info --json`)."""
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# The table. Facts: ../shared/reference/official-models.md and tf-import.md; hub facts gathered by hand
+# (revision/sha256 stay None until someone has read them off the hub: the ledger covers the gap).
+
+_STARGAN_ATTRS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
+_ATTGAN_ATTRS = (
+    "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses", "Male",
+    "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young",
+)  # fmt: skip
+_STARGAN_LICENCES = Licences(
+    code="MIT (yunjey/stargan); Apache-2.0 (Lornatang/StarGAN-PyTorch, which converted the files)",
+    weights="Apache-2.0 per the hub repo's licence tag; the weights are yunjey/stargan's released CelebA "
+    "models, so CelebA's terms apply to any use of them",
+    dataset=CELEBA_NONCOMMERCIAL,
+)
+_STARGAN_HUB = "goodfellowliu/StarGAN-PyTorch"
+_STARGAN_IMPORT = (
+    "The same weights are published by yunjey/stargan (`bash download.sh pretrained-celeba-{res}x{res}`, "
+    "a Dropbox zip): `faceedit models import stargan stargan_celeba_{res}/models/200000-G.ckpt "
+    "--out DIR` gives the same model folder."
+)
+_ATTGAN_PORT_KWARGS = {
+    "enc_dim": 64, "enc_layers": 5, "dec_dim": 64, "dec_layers": 5, "n_attrs": 13,
+    "shortcut_layers": 1, "inject_layers": 0, "img_size": 128, "lrelu_slope": 0.01, "bn_eps": 1e-5,
+}  # fmt: skip
+
+
+def _stargan(res: int, g_mb: float, d_mb: float, notes: str) -> ModelCard:
+    return ModelCard(
+        name=f"stargan-celeba-{res}",
+        task="edit",
+        arch="stargan",
+        variant="port",
+        generator_kwargs={"conv_dim": 64, "c_dim": 5, "repeat_num": 6},
+        attributes=_STARGAN_ATTRS,
+        image_size=res,
+        template="celeba-178",
+        resize="bilinear",
+        conditioning={"scheme": "stargan", "rules": "port"},
+        classifier=True,
+        source=ModelSource(
+            kind=HUB_UPSTREAM,
+            repo_id=_STARGAN_HUB,
+            revision=None,  # hub page shows commit d4c9618; the full hash is not known yet
+            files=(
+                SourceFile(f"g_celeba-{res}x{res}.pth.tar", "generator", approx_mb=g_mb),
+                SourceFile(f"d_celeba-{res}x{res}.pth.tar", "discriminator", approx_mb=d_mb),
+            ),
+            url=f"https://huggingface.co/{_STARGAN_HUB}",
+            instructions=_STARGAN_IMPORT.format(res=res),
+        ),
+        licences=_STARGAN_LICENCES,
+        upstream="https://github.com/yunjey/stargan",
+        paper="Choi et al., StarGAN, CVPR 2018 (arXiv:1711.09020)",
+        notes=notes,
+    )
+
+
+CARDS: tuple[ModelCard, ...] = (
+    _stargan(
+        128,
+        33.8,
+        179.0,
+        "Default editor. The official CelebA model (200k iterations, 5 attributes; hair colours are "
+        "exclusive). Generator and discriminator are fetched: the discriminator's classification head "
+        "estimates the photo's own attributes. Hub commit d4c9618 (short hash).",
+    ),
+    _stargan(
+        256,
+        33.8,
+        180.0,
+        "The official 256x256 CelebA model; known to be blurrier and weaker than the 128 model "
+        "(yunjey/stargan#113). Hub commit d4c9618 (short hash).",
+    ),
+    ModelCard(
+        name="ugatit-selfie2anime-256",
+        task="anime",
+        arch="ugatit",
+        variant="tf",
+        generator_kwargs={
+            "input_nc": 3,
+            "output_nc": 3,
+            "ngf": 64,
+            "n_blocks": 4,
+            "img_size": 256,
+            "light": False,
+            "tf_variant": True,
+        },
+        attributes=(),
+        image_size=256,
+        template="selfie",
+        resize="bilinear",
+        conditioning={"scheme": "none"},
+        direction="A2B",
+        source=ModelSource(
+            kind=HUB_TF,
+            repo_id="hylee/UGATIT_model",
+            revision=None,
+            folder="UGATIT_selfie2anime_lsgan_4resblock_6dis_1_1_10_10_1000_sn_smoothing",
+            files=(
+                SourceFile("UGATIT.model-1000000.index", "checkpoint-index"),
+                # 8,049,363,696 bytes predicted from the code, not read off the hub: kept out of `size`.
+                SourceFile("UGATIT.model-1000000.data-00000-of-00001", "checkpoint-data", approx_mb=8049.4),
+            ),
+            url="https://huggingface.co/hylee/UGATIT_model",
+        ),
+        licences=Licences(
+            code="MIT (taki0112/UGATIT, the TensorFlow code the checkpoint was trained with)",
+            weights="no licence stated with the checkpoint (released by the authors through the "
+            "taki0112/UGATIT README; mirrored on the hub by hylee)",
+            dataset="selfie2anime (the authors' selfie and anime face collections): no licence stated; "
+            "treat as research use only",
+        ),
+        upstream="https://github.com/taki0112/UGATIT",
+        paper="Kim et al., U-GAT-IT, ICLR 2020 (arXiv:1907.10830)",
+        notes=(
+            "Default for `faceedit anime`. Only generator_B (selfie->anime) is fetched, by HTTP Range: "
+            "about 1.1 GB of the ~8 GB TF checkpoint (the rest is discriminators and Adam slots), "
+            "checked tensor by tensor with TF's crc32c, converted once and cached. The folder name's "
+            "`_smoothing` means rho is shifted by -0.1 on import."
+        ),
+        extra={"smoothing": True},
+    ),
+    ModelCard(
+        name="attgan-celeba-128",
+        task="edit",
+        arch="attgan",
+        variant="port",
+        generator_kwargs=_ATTGAN_PORT_KWARGS,
+        attributes=_ATTGAN_ATTRS,
+        image_size=128,
+        template="celeba-170",
+        resize="bilinear",
+        conditioning={"scheme": "attgan", "thres_int": 0.5, "rules": "port"},
+        source=ModelSource(
+            kind=IMPORT_ONLY,
+            url="https://github.com/elvisyjlin/AttGAN-PyTorch (README: Google Drive folder)",
+            instructions=(
+                "Download the folder `128_shortcut1_inject0_none` (setting.txt + checkpoint/weights.49.pth) "
+                "from the Google Drive link in the elvisyjlin/AttGAN-PyTorch README, then run "
+                "`faceedit models import attgan 128_shortcut1_inject0_none --out ~/faceedit-models/"
+                "attgan-celeba-128` and use `--model local:~/faceedit-models/attgan-celeba-128`. The other "
+                "released folders (256/384, _hq) import the same way; their settings come from setting.txt."
+            ),
+        ),
+        licences=Licences(
+            code="MIT (elvisyjlin/AttGAN-PyTorch)",
+            weights="no separate licence stated; released with the MIT code, trained on CelebA",
+            dataset=CELEBA_NONCOMMERCIAL,
+        ),
+        upstream="https://github.com/elvisyjlin/AttGAN-PyTorch",
+        paper="He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)",
+        notes="Generator only is released (no discriminator, so no attribute classifier): pass --source. "
+        "49 epochs of training.",
+    ),
+    ModelCard(
+        name="attgan-celeba-128-inject1",
+        task="edit",
+        arch="attgan",
+        variant="port",
+        generator_kwargs={**_ATTGAN_PORT_KWARGS, "inject_layers": 1},
+        attributes=_ATTGAN_ATTRS,
+        image_size=128,
+        template="celeba-170",
+        resize="bilinear",
+        conditioning={"scheme": "attgan", "thres_int": 0.5, "rules": "port"},
+        source=ModelSource(
+            kind=IMPORT_ONLY,
+            url="https://github.com/elvisyjlin/AttGAN-PyTorch (README: Google Drive folder)",
+            instructions=(
+                "Download the folder `128_shortcut1_inject1_none` from the Google Drive link in the "
+                "elvisyjlin/AttGAN-PyTorch README, then `faceedit models import attgan "
+                "128_shortcut1_inject1_none --out DIR` and use `--model local:DIR`."
+            ),
+        ),
+        licences=Licences(
+            code="MIT (elvisyjlin/AttGAN-PyTorch)",
+            weights="no separate licence stated; released with the MIT code, trained on CelebA",
+            dataset=CELEBA_NONCOMMERCIAL,
+        ),
+        upstream="https://github.com/elvisyjlin/AttGAN-PyTorch",
+        paper="He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)",
+        notes="Like attgan-celeba-128 with the attributes also injected after the first decoder layer.",
+    ),
+    ModelCard(
+        name="attgan-celeba-128-tf",
+        task="edit",
+        arch="attgan",
+        variant="tf",
+        generator_kwargs={**_ATTGAN_PORT_KWARGS, "inject_layers": 1, "lrelu_slope": 0.2, "bn_eps": 1e-3},
+        attributes=_ATTGAN_ATTRS,
+        image_size=128,
+        template="celeba-tf",
+        resize="bicubic",
+        conditioning={"scheme": "attgan", "thres_int": 0.5, "rules": "tf"},
+        source=ModelSource(
+            kind=IMPORT_ONLY,
+            url="https://github.com/LynnHo/AttGAN-Tensorflow (v1 code, commit 4b00e6c; README)",
+            instructions=(
+                "Download the official TensorFlow model `128_shortcut1_inject1_none` linked from the "
+                "LynnHo/AttGAN-Tensorflow README (v1), then `faceedit models import attgan "
+                "128_shortcut1_inject1_none/checkpoints --out DIR` (TensorFlow is not needed) and use "
+                "`--model local:DIR`."
+            ),
+        ),
+        licences=Licences(
+            code="MIT (LynnHo/AttGAN-Tensorflow)",
+            weights="no separate licence stated; released with the code, trained on CelebA",
+            dataset=CELEBA_NONCOMMERCIAL,
+        ),
+        upstream="https://github.com/LynnHo/AttGAN-Tensorflow",
+        paper="He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)",
+        notes="The paper's own model: LeakyReLU 0.2, BatchNorm eps 1e-3, the (26, 3) 170x170 crop resized "
+        "bicubically. Generator only: pass --source.",
+    ),
+    ModelCard(
+        name="stgan-celeba-128-tf",
+        task="edit",
+        arch="stgan",
+        variant="tf",
+        generator_kwargs={
+            "attr_dim": 13,
+            "conv_dim": 64,
+            "n_layers": 5,
+            "shortcut_layers": 4,
+            "inject_layers": 4,
+            "stu_norm": False,
+            "stu_bias": True,
+            "one_more_conv": 0,
+            "bn_eps": 1e-3,
+            "max_dim": 1024,
+            "stu_kernel_size": 3,
+        },
+        attributes=_ATTGAN_ATTRS,
+        image_size=128,
+        template="celeba-tf",
+        resize="bicubic",
+        conditioning={"scheme": "stgan", "thres_int": 0.5, "rules": "tf"},
+        source=ModelSource(
+            kind=IMPORT_ONLY,
+            url="https://github.com/csmliu/STGAN (README: pretrained 128 model)",
+            instructions=(
+                "Download the pretrained STGAN model linked from the csmliu/STGAN README and unzip it, "
+                "then `faceedit models import stgan <unzipped folder>/checkpoints --out DIR` (TensorFlow "
+                "is not needed) and use `--model local:DIR`."
+            ),
+        ),
+        licences=Licences(
+            code="MIT (csmliu/STGAN)",
+            weights="no separate licence stated; released with the code, trained on CelebA",
+            dataset=CELEBA_NONCOMMERCIAL,
+        ),
+        upstream="https://github.com/csmliu/STGAN",
+        paper="Liu et al., STGAN, CVPR 2019 (arXiv:1904.09709)",
+        notes="Edits by attribute difference, so the photo's own attributes matter less than for AttGAN. "
+        "Generator only: pass --source for best results.",
+    ),
+)
+
+# The card each task uses when no --model is given.
+DEFAULTS: Mapping[str, str] = MappingProxyType(
+    {"edit": "stargan-celeba-128", "anime": "ugatit-selfie2anime-256"}
+)
+
+
+class UnknownModelError(LookupError):
+    """A model name that is not in the table; carries a hint (close match, known names)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(f"{message} ({hint})")
+        self.message = message
+        self.hint = hint
+
+
+_BY_NAME: Mapping[str, ModelCard] = MappingProxyType({card.name: card for card in CARDS})
+
+
+def list_cards(task: str | None = None) -> list[ModelCard]:
+    """Every card in table order, optionally only those of one task."""
+    return [card for card in CARDS if task is None or card.task == task]
+
+
+def get_card(name: str) -> ModelCard:
+    """The card called ``name`` (case-insensitive); :class:`UnknownModelError` names the known ones."""
+    key = name.strip().lower()
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    close = difflib.get_close_matches(key, list(_BY_NAME), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    hint += "known models: " + ", ".join(_BY_NAME) + " (or hf:ORG/REPO[@REV], local:DIR)"
+    raise UnknownModelError(f"unknown model {name!r}", hint)
+
+
+def default_card(task: str) -> ModelCard:
+    """The card a task uses when no --model is given."""
+    return _BY_NAME[DEFAULTS[task]]

@@ -6,12 +6,14 @@ prefix-compressed keys, snappy), the bundle protos, the ``.data`` shards and the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -74,6 +76,13 @@ try:  # Google's C library with SSE4.2/ARM CRC instructions: GB/s instead of MB/
 except ImportError:  # pragma: no cover - depends on the environment
     CRC32C_ACCELERATED = False
     _crc32c_extend_fast = None
+
+
+@functools.cache
+def _warn_slow_crc() -> None:
+    log.warning(
+        "checksumming big tensors in pure Python (~10 MB/s); installing google-crc32c makes it ~1000x faster"
+    )
 
 
 def crc32c(data: bytes, crc: int = 0) -> int:
@@ -397,6 +406,8 @@ class TensorAssembler:
         self.entry, self.source = entry, source
         self.filled = 0
         self.crc = 0
+        if entry.size > READ_CHUNK and not CRC32C_ACCELERATED:
+            _warn_slow_crc()
         self._buf = np.empty(entry.size, dtype=np.uint8)
 
     def write(self, chunk: bytes) -> None:
@@ -617,7 +628,7 @@ class TFCheckpoint:
                         f"ends at byte {last.end}",
                         _HINT,
                     )
-                return {e.name: self._read_entry(f, e, str(path)) for e in entries}
+                return {e.name: read_entry(f, e, str(path)) for e in entries}
         except FileNotFoundError:
             raise CheckpointError(
                 f"missing data file {path}", "copy the .data-* files next to the .index"
@@ -625,18 +636,19 @@ class TFCheckpoint:
         except OSError as e:
             raise CheckpointError(f"cannot read {path}: {e.strerror or e}", _HINT) from e
 
-    @staticmethod
-    def _read_entry(f, entry: TensorEntry, source: str) -> np.ndarray:
-        f.seek(entry.offset)
-        assembler = TensorAssembler(entry, source)
-        remaining = entry.size
-        while remaining:
-            chunk = f.read(min(remaining, READ_CHUNK))
-            if not chunk:
-                break
-            assembler.write(chunk)
-            remaining -= len(chunk)
-        return assembler.finish()
+
+def read_entry(f: BinaryIO, entry: TensorEntry, source: str, at: int | None = None) -> np.ndarray:
+    """Read and verify one tensor from an open file, at ``entry.offset`` unless ``at`` is given."""
+    f.seek(entry.offset if at is None else at)
+    assembler = TensorAssembler(entry, source)
+    remaining = entry.size
+    while remaining:
+        chunk = f.read(min(remaining, READ_CHUNK))
+        if not chunk:
+            break
+        assembler.write(chunk)
+        remaining -= len(chunk)
+    return assembler.finish()
 
 
 def open_checkpoint(path: Path | str) -> TFCheckpoint:

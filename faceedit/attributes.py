@@ -502,9 +502,10 @@ def parse_sweep(text: str) -> tuple[float, ...]:
     try:
         if ":" in text:
             start, stop, steps = text.split(":")
-            if int(steps) < 2:
+            ends = (float(start), float(stop))
+            if int(steps) < 2 or not all(map(math.isfinite, ends)):
                 raise ValueError
-            values = tuple(float(v) for v in np.linspace(float(start), float(stop), int(steps)))
+            values = tuple(float(v) for v in np.linspace(*ends, int(steps)))
         else:
             values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:

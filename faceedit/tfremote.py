@@ -1,0 +1,606 @@
+"""Fetch selected tensors of a TensorFlow checkpoint on the Hugging Face hub with HTTP Range requests.
+
+Only the small ``.index`` is downloaded whole (hf_hub_download: cached, offline-capable); the ``.data``
+shards are read in byte ranges, so a generator comes out of an 8 GB training checkpoint without the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+
+from faceedit import __version__
+from faceedit.errors import CheckpointError, ModelUnavailableError
+from faceedit.tfckpt import (
+    BundleIndex,
+    TensorEntry,
+    parse_checkpoint_state,
+    parse_index,
+    read_entry,
+    shard_name,
+)
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from faceedit.models import FaceModel
+
+log = logging.getLogger("faceedit")
+
+MERGE_GAP = 1 << 20  # bytes of unwanted data worth reading to save one request (~latency x bandwidth)
+STREAM_CHUNK = 1 << 20
+MAX_STALLS = 4  # consecutive reconnects that bring no new byte before giving up
+
+ProgressCallback = Callable[[int, int], None]  # (payload bytes done, payload bytes in total)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+# ----------------------------------------------------------------------------------- hub plumbing
+
+
+@contextlib.contextmanager
+def _hub_errors(what: str) -> Iterator[None]:
+    """Hub/network exceptions -> one-line ModelUnavailableError that says what to do."""
+    import httpx2
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        yield
+    except hf_errors.GatedRepoError as e:
+        raise ModelUnavailableError(f"{what}: the repository is gated", "log in with `hf auth login`") from e
+    except hf_errors.RepositoryNotFoundError as e:
+        raise ModelUnavailableError(f"{what}: repository not found (or private)", "check the repo id") from e
+    except hf_errors.RevisionNotFoundError as e:
+        raise ModelUnavailableError(f"{what}: revision not found", "check the revision") from e
+    except hf_errors.RemoteEntryNotFoundError as e:
+        raise ModelUnavailableError(f"{what}: file not found on the hub", "check the folder name") from e
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as e:
+        raise ModelUnavailableError(
+            f"{what}: not cached and the hub cannot be reached (offline?)", "connect once, then it is cached"
+        ) from e
+    except hf_errors.HfHubHTTPError as e:
+        raise ModelUnavailableError(f"{what}: {_one_line(e)}", "try again later") from e
+    except httpx2.HTTPError as e:  # transport errors of the hub's HTTP client
+        raise ModelUnavailableError(f"{what}: {_one_line(e)}", "check your connection and retry") from e
+    except OSError as e:  # a failed consistency check, a full disk
+        raise ModelUnavailableError(
+            f"{what}: {_one_line(e)}", "check the connection and free disk space"
+        ) from e
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _download(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None,
+    endpoint: str | None,
+    token: bool | str | None,
+    offline: bool,
+) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    with _hub_errors(f"{repo_id}/{filename}"):
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                endpoint=endpoint,
+                token=token,
+                local_files_only=offline,
+                library_name="faceedit",
+                library_version=__version__,
+            )
+        )
+
+
+# ------------------------------------------------------------------------------- locating the files
+
+
+@dataclass(frozen=True)
+class RemoteCheckpoint:
+    """A checkpoint on the hub whose index has been downloaded and parsed."""
+
+    repo_id: str
+    folder: str
+    prefix: str
+    revision: str | None
+    index: BundleIndex
+
+    def path_in_repo(self, name: str) -> str:
+        return f"{self.folder}/{name}" if self.folder else name
+
+    def data_file(self, shard: int) -> str:
+        return self.path_in_repo(shard_name(self.prefix, shard, self.index.num_shards))
+
+    @property
+    def index_file(self) -> str:
+        return self.path_in_repo(self.prefix + ".index")
+
+
+def discover_prefix(
+    repo_id: str,
+    folder: str,
+    *,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: bool | str | None = None,
+    offline: bool = False,
+) -> str:
+    """The newest checkpoint prefix of a hub folder, from its ``checkpoint`` file or its only ``.index``."""
+    folder = folder.strip("/")
+    state_file = f"{folder}/checkpoint" if folder else "checkpoint"
+    try:
+        state = _download(
+            repo_id, state_file, revision=revision, endpoint=endpoint, token=token, offline=offline
+        )
+    except ModelUnavailableError as e:
+        from huggingface_hub.errors import EntryNotFoundError
+
+        if offline or not isinstance(e.__cause__, EntryNotFoundError):
+            raise
+        return _only_index_in(repo_id, folder, revision=revision, endpoint=endpoint, token=token)
+    # The state file may hold the author's absolute path; the files sit next to it.
+    return Path(parse_checkpoint_state(state.read_text(encoding="utf-8", errors="replace"))).name
+
+
+def _only_index_in(
+    repo_id: str, folder: str, *, revision: str | None, endpoint: str | None, token: bool | str | None
+) -> str:
+    from huggingface_hub import HfApi
+
+    with _hub_errors(f"{repo_id}/{folder}"):
+        files = HfApi(endpoint=endpoint, token=token).list_repo_files(repo_id, revision=revision)
+    inside = [f for f in files if f.startswith(f"{folder}/" if folder else "") and f.endswith(".index")]
+    names = [
+        f.rsplit("/", 1)[-1].removesuffix(".index") for f in inside if f.count("/") == folder.count("/") + 1
+    ]
+    if len(names) != 1:
+        found = "no checkpoint" if not names else f"{len(names)} checkpoints ({', '.join(sorted(names))})"
+        raise ModelUnavailableError(
+            f"{repo_id}/{folder}: no 'checkpoint' file and {found}", "name the checkpoint prefix explicitly"
+        )
+    return names[0]
+
+
+def open_remote_checkpoint(
+    repo_id: str,
+    folder: str,
+    *,
+    prefix: str | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: bool | str | None = None,
+    offline: bool = False,
+) -> RemoteCheckpoint:
+    """Download (or take from the cache) and parse the ``.index`` of a checkpoint in a hub folder."""
+    folder = folder.strip("/")
+    if prefix is None:
+        prefix = discover_prefix(
+            repo_id, folder, revision=revision, endpoint=endpoint, token=token, offline=offline
+        )
+    index_file = f"{folder}/{prefix}.index" if folder else f"{prefix}.index"
+    path = _download(repo_id, index_file, revision=revision, endpoint=endpoint, token=token, offline=offline)
+    index = parse_index(path.read_bytes(), f"{repo_id}/{index_file}")
+    return RemoteCheckpoint(repo_id, folder, prefix, revision, index)
+
+
+# ------------------------------------------------------------------------------------- range plan
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The still-missing bytes ``[start, end)`` of one tensor in its shard."""
+
+    entry: TensorEntry
+    start: int
+
+    @property
+    def end(self) -> int:
+        return self.entry.end
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    """One HTTP Range request: ``[start, end)`` of a shard, covering one or more segments (gaps skipped)."""
+
+    shard: int
+    start: int
+    end: int
+    segments: tuple[Segment, ...]
+
+
+def plan_requests(segments: Iterable[Segment], max_gap: int = MERGE_GAP) -> list[RangeRequest]:
+    """Merge segments of the same shard whose gap is at most ``max_gap`` bytes into one request each."""
+    ordered = sorted(segments, key=lambda s: (s.entry.shard, s.start))
+    requests: list[RangeRequest] = []
+    group: list[Segment] = []
+    for seg in ordered:
+        if group and (seg.entry.shard != group[0].entry.shard or seg.start - group[-1].end > max_gap):
+            requests.append(RangeRequest(group[0].entry.shard, group[0].start, group[-1].end, tuple(group)))
+            group = []
+        group.append(seg)
+    if group:
+        requests.append(RangeRequest(group[0].entry.shard, group[0].start, group[-1].end, tuple(group)))
+    return requests
+
+
+# -------------------------------------------------------------------------------- the partial store
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("FACEEDIT_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faceedit"
+
+
+class PartialStore:
+    """Fetched tensor bytes on disk, keyed by the data file's ETag, so an interrupted fetch resumes.
+
+    ``<key>/<shard>-<offset>-<size>.part`` grows as bytes arrive and is renamed ``.bin`` once complete;
+    every tensor is crc-checked when loaded, so a damaged or stale piece is refetched, never used.
+    """
+
+    def __init__(self, repo_id: str, data_file: str, etag: str, root: Path | None = None) -> None:
+        key = hashlib.sha256(f"{repo_id}\0{data_file}\0{etag}".encode()).hexdigest()[:24]
+        self.folder = (root or _cache_root()) / "tf-ranges" / key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        about = self.folder / "source.json"
+        if not about.exists():
+            about.write_text(json.dumps({"repo_id": repo_id, "file": data_file, "etag": etag}) + "\n")
+
+    def _path(self, entry: TensorEntry, suffix: str) -> Path:
+        return self.folder / f"{entry.shard}-{entry.offset}-{entry.size}{suffix}"
+
+    def have(self, entry: TensorEntry) -> int:
+        """Bytes of ``entry`` already on disk (its size when complete)."""
+        done = self._path(entry, ".bin")
+        if done.exists():
+            if done.stat().st_size == entry.size:
+                return entry.size
+            done.unlink()
+        part = self._path(entry, ".part")
+        if part.exists():
+            if part.stat().st_size <= entry.size:
+                return part.stat().st_size
+            part.unlink()
+        return 0
+
+    def open_part(self, entry: TensorEntry, at: int) -> BinaryIO:
+        """Append handle positioned ``at`` bytes into the tensor (anything beyond is dropped)."""
+        f = open(self._path(entry, ".part"), "ab")  # noqa: SIM115 - closed by the writer
+        f.truncate(at)
+        return f
+
+    def complete(self, entry: TensorEntry) -> None:
+        os.replace(self._path(entry, ".part"), self._path(entry, ".bin"))
+
+    def load(self, entry: TensorEntry, source: str) -> np.ndarray:
+        """The tensor, crc-verified; a bad piece is deleted so that the next run refetches it."""
+        path = self._path(entry, ".bin")
+        try:
+            with open(path, "rb") as f:
+                return read_entry(f, entry, source, at=0)
+        except CheckpointError:
+            path.unlink(missing_ok=True)
+            raise
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------- the transfer
+
+
+@dataclass
+class FetchStats:
+    """What a fetch cost: HTTP requests sent, bytes asked for (incl. merged gaps), payload, resumed bytes."""
+
+    requests: int = 0
+    bytes_requested: int = 0
+    bytes_payload: int = 0
+    bytes_resumed: int = 0
+    reconnects: int = 0
+    seconds: float = 0.0
+    ranges: list[tuple[int, int, int]] = field(default_factory=list)  # (shard, first byte, last byte)
+
+
+class _RangeWriter:
+    """Routes the bytes of one request into the part files of its segments, skipping the gaps."""
+
+    def __init__(self, request: RangeRequest, store: PartialStore, on_payload: Callable[[int], None]) -> None:
+        self.request, self.store, self.on_payload = request, store, on_payload
+        self.pos = request.start
+        self._pending = list(request.segments)
+        self._file: BinaryIO | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if not self._pending:
+                raise CheckpointError("the server sent more bytes than requested", "retry the download")
+            seg = self._pending[0]
+            if self.pos < seg.start:  # merged gap: bytes of tensors we do not want
+                skip = min(len(view), seg.start - self.pos)
+                view, self.pos = view[skip:], self.pos + skip
+                continue
+            if self._file is None:
+                self._file = self.store.open_part(seg.entry, self.pos - seg.entry.offset)
+            take = min(len(view), seg.end - self.pos)
+            self._file.write(view[:take])
+            view, self.pos = view[take:], self.pos + take
+            self.on_payload(take)
+            if self.pos == seg.end:
+                self._file.close()
+                self._file = None
+                self.store.complete(seg.entry)
+                self._pending.pop(0)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _check_partial_response(response: httpx2.Response, first: int, last: int, size: int | None) -> None:
+    if response.status_code != 206:
+        raise ModelUnavailableError(
+            f"the hub answered {response.status_code} instead of 206 to a Range request",
+            "a proxy may strip Range headers; whole-file downloads are refused (the file is huge)",
+        )
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    total = None if not match or match.group(3) == "*" else int(match.group(3))
+    if not match or (int(match.group(1)), int(match.group(2))) != (first, last) or (size and total != size):
+        raise ModelUnavailableError(
+            f"the hub sent bytes {response.headers.get('Content-Range')!r} for a request of {first}-{last}"
+            + (f"/{size}" if size else ""),
+            "retry later",
+        )
+
+
+class RangeFetcher:
+    """Streams range requests from a hub file's resolve URL (redirects followed; auth stays on the hub)."""
+
+    def __init__(self, url: str, size: int | None, token: bool | str | None, stats: FetchStats) -> None:
+        from huggingface_hub.utils import build_hf_headers
+
+        self.url, self.size, self.stats = url, size, stats
+        self.headers = build_hf_headers(token=token, library_name="faceedit", library_version=__version__)
+        self.headers["Accept-Encoding"] = "identity"  # byte offsets must be those of the file
+
+    def run(self, request: RangeRequest, writer: _RangeWriter) -> None:
+        """Fetch ``request``; a dropped connection resumes from the last byte received."""
+        stalls = 0
+        while writer.pos < request.end:
+            before = writer.pos
+            try:
+                self._stream(writer.pos, request.end - 1, writer)
+            except _transient_errors() as e:
+                log.info("connection lost at byte %d (%s); resuming", writer.pos, _one_line(e))
+            if writer.pos < request.end:
+                stalls = 0 if writer.pos > before else stalls + 1
+                self.stats.reconnects += 1
+                if stalls > MAX_STALLS:
+                    raise ModelUnavailableError(
+                        f"the transfer of bytes {writer.pos}-{request.end - 1} keeps failing",
+                        "check your connection and run the command again: finished tensors are kept",
+                    )
+                time.sleep(min(0.5 * 2**stalls, 8.0) if stalls else 0.0)
+
+    def _stream(self, first: int, last: int, writer: _RangeWriter) -> None:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
+
+        headers = {**self.headers, "Range": f"bytes={first}-{last}"}
+        self.stats.requests += 1
+        self.stats.bytes_requested += last - first + 1
+        self.stats.ranges.append((writer.request.shard, first, last))
+        with http_stream_backoff(
+            "GET",
+            self.url,
+            headers=headers,
+            timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT,
+            retry_on_exceptions=(),
+        ) as response:
+            hf_raise_for_status(response)
+            _check_partial_response(response, first, last, self.size)
+            for chunk in response.iter_bytes(chunk_size=STREAM_CHUNK):
+                writer.feed(chunk)
+
+
+def _transient_errors() -> tuple[type[Exception], ...]:
+    import httpx2
+
+    return (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
+
+
+def fetch_tensors(
+    remote: RemoteCheckpoint,
+    names: Iterable[str],
+    *,
+    endpoint: str | None = None,
+    token: bool | str | None = None,
+    max_gap: int = MERGE_GAP,
+    progress: ProgressCallback | None = None,
+    store_root: Path | None = None,
+    stats: FetchStats | None = None,
+) -> dict[str, np.ndarray]:
+    """Named tensors of a hub checkpoint, fetched by Range requests and crc-verified.
+
+    Finished tensors are kept on disk until the whole set is verified, so an interrupted run resumes;
+    on success that temporary store is removed (callers cache the converted model instead).
+    """
+    stats = stats if stats is not None else FetchStats()
+    wanted = [remote.index.entries[n] for n in dict.fromkeys(names)]
+    by_shard: dict[int, list[TensorEntry]] = {}
+    for entry in wanted:
+        by_shard.setdefault(entry.shard, []).append(entry)
+    started = time.perf_counter()
+    out: dict[str, np.ndarray] = {}
+    for shard, entries in sorted(by_shard.items()):
+        out.update(
+            _fetch_shard(
+                remote,
+                shard,
+                entries,
+                endpoint=endpoint,
+                token=token,
+                max_gap=max_gap,
+                progress=progress,
+                store_root=store_root,
+                stats=stats,
+            )
+        )
+    stats.seconds = time.perf_counter() - started
+    return {e.name: out[e.name] for e in wanted}
+
+
+def _fetch_shard(
+    remote: RemoteCheckpoint,
+    shard: int,
+    entries: list[TensorEntry],
+    *,
+    endpoint: str | None,
+    token: bool | str | None,
+    max_gap: int,
+    progress: ProgressCallback | None,
+    store_root: Path | None,
+    stats: FetchStats,
+) -> dict[str, np.ndarray]:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    data_file = remote.data_file(shard)
+    with _hub_errors(f"{remote.repo_id}/{data_file}"):
+        meta = get_hf_file_metadata(
+            hf_hub_url(remote.repo_id, data_file, revision=remote.revision, endpoint=endpoint),
+            token=token,
+            endpoint=endpoint,
+            library_name="faceedit",
+            library_version=__version__,
+        )
+    _check_data_size(remote, shard, meta.size, data_file)
+    # Pin every range to the commit the metadata came from: all bytes from one version of the file.
+    url = hf_hub_url(
+        remote.repo_id, data_file, revision=meta.commit_hash or remote.revision, endpoint=endpoint
+    )
+    store = PartialStore(remote.repo_id, data_file, meta.etag or "no-etag", store_root)
+    segments = [Segment(e, e.offset + store.have(e)) for e in entries]
+    stats.bytes_resumed += sum(s.start - s.entry.offset for s in segments)
+    missing = [s for s in segments if s.start < s.end]
+    total = sum(s.end - s.start for s in missing)
+    with _progress(progress, total, f"fetching {len(missing)} tensors") as advance:
+        fetcher = RangeFetcher(url, meta.size, token, stats)
+        for request in plan_requests(missing, max_gap):
+            writer = _RangeWriter(request, store, advance)
+            try:
+                with _hub_errors(f"{remote.repo_id}/{data_file}"):
+                    fetcher.run(request, writer)
+            finally:
+                writer.close()
+        stats.bytes_payload += total
+    source = f"{remote.repo_id}/{data_file}"
+    tensors = {e.name: store.load(e, source) for e in entries}
+    store.remove()
+    return tensors
+
+
+def _check_data_size(remote: RemoteCheckpoint, shard: int, size: int | None, data_file: str) -> None:
+    """The shard must be at least as long as the index says (it is exactly that long for Saver files)."""
+    needed = max((e.end for e in remote.index.entries.values() if e.shard == shard), default=0)
+    if size is not None and size < needed:
+        raise CheckpointError(
+            f"{remote.repo_id}/{data_file} has {size} bytes but the index needs {needed}",
+            "the index and data files do not belong together",
+        )
+    if size is not None and size != needed:
+        log.info("%s: %d bytes, index accounts for %d", data_file, size, needed)
+
+
+@contextlib.contextmanager
+def _progress(
+    callback: ProgressCallback | None, total: int, description: str
+) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``: drives ``callback(done, total)`` or, without one, a rich bar on stderr."""
+    if callback is not None:
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            callback(done, total)
+
+        callback(0, total)
+        yield advance
+        return
+    from faceedit import console
+
+    with console.progress(total, description, enabled=console.progress_enabled()) as bar:
+        yield lambda n: bar(n)
+
+
+# ----------------------------------------------------------------------------------- U-GAT-IT
+
+
+def import_ugatit_from_hub(
+    repo_id: str,
+    folder: str,
+    revision: str | None = None,
+    direction: str = "A2B",
+    endpoint: str | None = None,
+    token: bool | str | None = None,
+    offline: bool = False,
+    progress: ProgressCallback | None = None,
+    *,
+    prefix: str | None = None,
+    max_gap: int = MERGE_GAP,
+    smoothing: bool | None = None,
+    stats: FetchStats | None = None,
+) -> FaceModel:
+    """The U-GAT-IT generator of an official TF checkpoint on the hub, fetched alone by byte ranges.
+
+    ``direction`` A2B (selfie -> anime) reads scope ``generator_B``, B2A reads ``generator_A``. The Adam
+    slots and discriminators stay on the server. ``smoothing`` defaults to the folder name's ``_smoothing``.
+    """
+    from faceedit import tfimport
+
+    if offline:
+        raise ModelUnavailableError(
+            f"{repo_id}/{folder}: importing the TF checkpoint needs the hub (its tensors are read remotely)",
+            "run once online; the converted model is cached afterwards",
+        )
+    remote = open_remote_checkpoint(
+        repo_id, folder, prefix=prefix, revision=revision, endpoint=endpoint, token=token, offline=offline
+    )
+    names = tfimport.ugatit_tensor_names(remote.index.entries, direction)
+    tensors = fetch_tensors(
+        remote, names, endpoint=endpoint, token=token, max_gap=max_gap, progress=progress, stats=stats
+    )
+    if smoothing is None:
+        smoothing = "smoothing" in folder.rsplit("/", 1)[-1]
+    provenance = {
+        "source_file": f"hf://{repo_id}/{remote.index_file}",
+        "source_revision": remote.revision,
+        "index_sha256": remote.index.sha256,
+        "index_size": remote.index.nbytes,
+    }
+    return tfimport.ugatit_from_tensors(
+        remote.index.entries, tensors, direction=direction, smoothing=smoothing, provenance=provenance
+    )

@@ -133,8 +133,13 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[a, -b, tx], [b, a, ty]])
 
 
-def ffhq_quad(eye_left: np.ndarray, eye_right: np.ndarray, mouth_left: np.ndarray, mouth_right: np.ndarray,
-              rotate: bool = True) -> np.ndarray:  # fmt: skip
+def ffhq_quad(
+    eye_left: np.ndarray,
+    eye_right: np.ndarray,
+    mouth_left: np.ndarray,
+    mouth_right: np.ndarray,
+    rotate: bool = True,
+) -> np.ndarray:
     """The FFHQ crop square ``[4,2]`` (top-left, bottom-left, bottom-right, top-right) from eyes and mouth.
 
     Steps 1-4 of NVlabs' ``recreate_aligned_images`` (face-pipeline.md §3).
@@ -166,8 +171,9 @@ def _eyes_mouth(face: Face) -> tuple[np.ndarray, ...]:
     return p[0], p[1], p[3], p[4]
 
 
-def template_matrix(face: Face, template: str | Template, size: int | None = None, margin: float = 0.0,
-                    fit: Fit | None = None) -> np.ndarray:  # fmt: skip
+def template_matrix(
+    face: Face, template: str | Template, size: int | None = None, margin: float = 0.0, fit: Fit | None = None
+) -> np.ndarray:
     """The 2x3 photo -> crop matrix for ``face`` under ``template`` at ``size``.
 
     ``fit``: ``celeba3`` fits eyes + mouth centre to CelebA's own alignment targets (how the dataset
@@ -213,8 +219,13 @@ def footprint(matrix: np.ndarray, size: int, image_shape: tuple[int, ...], pad: 
     return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
 
-def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int, interpolation: str = "bicubic",
-         border: str = "replicate") -> np.ndarray:  # fmt: skip
+def warp_affine(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    size: int,
+    interpolation: str = "bicubic",
+    border: str = "replicate",
+) -> np.ndarray:
     """Warp ``image`` (HW or HWC, any dtype OpenCV takes) to a ``size`` crop; work scales with the face.
 
     Only the region the crop covers is touched; when the crop shrinks it by more than 2x, that region
@@ -246,8 +257,11 @@ def _warp_affine(
         raise UsageError(
             f"unknown interpolation {interpolation!r}", f"use one of {', '.join(INTERPOLATIONS)}"
         )
-    border_mode = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101,
-                   "constant": cv2.BORDER_CONSTANT}[border]  # fmt: skip
+    border_mode = {
+        "replicate": cv2.BORDER_REPLICATE,
+        "reflect": cv2.BORDER_REFLECT_101,
+        "constant": cv2.BORDER_CONSTANT,
+    }[border]
     flags = cv2.INTER_CUBIC if flags == cv2.INTER_AREA else flags  # area is for the pre-shrink only
     out = cv2.warpAffine(image, matrix, (size, size), flags=flags, borderMode=border_mode)
     return out
@@ -292,9 +306,18 @@ def ffhq_pad_blur(image: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.n
     return padded, np.array([[1.0, 0, pl - x0], [0, 1.0, pt - y0]])
 
 
-def align(image: np.ndarray, face: Face, template: str | Template = "ffhq", size: int | None = None, *,
-          margin: float = 0.0, fit: Fit | None = None, interpolation: str | None = None,
-          border: str | None = None, pad_blur: bool = False) -> AlignedFace:  # fmt: skip
+def align(
+    image: np.ndarray,
+    face: Face,
+    template: str | Template = "ffhq",
+    size: int | None = None,
+    *,
+    margin: float = 0.0,
+    fit: Fit | None = None,
+    interpolation: str | None = None,
+    border: str | None = None,
+    pad_blur: bool = False,
+) -> AlignedFace:
     """Crop ``face`` out of ``image`` (HWC RGB, uint8 or uint16) the way ``template``'s models were trained.
 
     ``pad_blur`` (ffhq): fill the part of the crop outside the photo as FFHQ did (reflect, blur,

@@ -192,9 +192,12 @@ class FanBackend:
 
         try:
             self._fa = face_alignment.FaceAlignment(
-                face_alignment.LandmarksType.TWO_D, device=device, flip_input=False,
-                face_detector=detector, compile=False,
-            )  # fmt: skip
+                face_alignment.LandmarksType.TWO_D,
+                device=device,
+                flip_input=False,
+                face_detector=detector,
+                compile=False,
+            )
         except (urllib.error.URLError, ConnectionError) as e:
             raise _fan_offline_error(detector, e) from None
         except (RuntimeError, EOFError, ValueError, OSError) as e:

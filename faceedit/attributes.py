@@ -120,7 +120,7 @@ def parse_conditioning(conditioning: Mapping[str, Any] | Conditioning) -> Condit
     thres = conditioning.get("thres_int", 0.5)
     if rules not in ("port", "tf"):
         raise CheckpointError(f"config.json conditioning.rules {rules!r} is not 'port' or 'tf'", hint)
-    if isinstance(thres, bool) or not isinstance(thres, int | float) or not (0 < thres < math.inf):
+    if isinstance(thres, bool) or not isinstance(thres, numbers.Real) or not 0 < thres < math.inf:
         raise CheckpointError(f"config.json conditioning.thres_int {thres!r} is not a positive number", hint)
     return Conditioning(scheme, float(thres), rules)
 
@@ -172,7 +172,9 @@ def resolve(name: str, attributes: Sequence[str], model: str = "this model") -> 
         )
     keys = {normalize(k): k for k in attributes}
     close = [keys[k] for k in difflib.get_close_matches(normalize(name), keys, n=3, cutoff=0.6)]
-    hint = f"did you mean {' or '.join(close)}?" if close else "attribute names are case-insensitive"
+    hint = (
+        f"did you mean {' or '.join(close)}?" if close else "names are case-insensitive; abbreviations work"
+    )
     raise UsageError(f"unknown attribute {name!r} for {model}; it knows: {known}", hint)
 
 
@@ -320,11 +322,11 @@ def check(
     resolved = {n: resolve(n, attributes, model) for n, _ in spec.edits}
     resolved.update({n: resolve(n, attributes, model) for n, _ in spec.intensities})
     out = EditSpec(
-        tuple(resolved[n] for n in spec.add),
-        tuple(resolved[n] for n in spec.remove),
-        tuple(resolved[n] for n in spec.toggle),
+        tuple(dict.fromkeys(resolved[n] for n in spec.add)),
+        tuple(dict.fromkeys(resolved[n] for n in spec.remove)),
+        tuple(dict.fromkeys(resolved[n] for n in spec.toggle)),
         spec.intensity,
-        tuple((resolved[n], v) for n, v in spec.intensities),
+        tuple(dict.fromkeys((resolved[n], v) for n, v in spec.intensities)),
         spec.slide,
     )
     if cond is not None:

@@ -1,0 +1,275 @@
+"""U-GAT-IT (znxlwm/UGATIT-pytorch @ b8c4251): ResnetGenerator (full and light), Discriminator, key maps.
+
+Keys are the port's (``DownBlock``, ``gap_fc``, ``FC``, ``UpBlock1_k``, ``UpBlock2``; D with spectral-norm
+``weight_orig/_u/_v``). Flags ``conv_bias, in_affine, unbiased_var, cam_bias, mlp_bias`` select the TF
+original (taki0112/UGATIT) instead; defaults = the port. No attribute classifier (no labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceedit.models.layers import KeyMapError, StateDict, count_indexed, strip_wrapper_prefixes
+
+UPSTREAM = "znxlwm/UGATIT-pytorch@b8c4251"
+GENERATORS = ("genA2B", "genB2A")
+CHECKPOINT_ENTRIES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
+
+
+def _mixed_norm(x: torch.Tensor, rho: torch.Tensor, eps: float, unbiased: bool) -> torch.Tensor:
+    """ρ·instance-norm + (1-ρ)·layer-norm of x [N,C,H,W]; the port uses torch.var's unbiased divisor."""
+    in_mean, in_var = x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=unbiased)
+    ln_mean, ln_var = (
+        x.mean(dim=(1, 2, 3), keepdim=True),
+        x.var(dim=(1, 2, 3), keepdim=True, unbiased=unbiased),
+    )
+    out_in = (x - in_mean) / torch.sqrt(in_var + eps)
+    out_ln = (x - ln_mean) / torch.sqrt(ln_var + eps)
+    return rho * out_in + (1 - rho) * out_ln
+
+
+class adaILN(nn.Module):
+    """AdaLIN with γ, β [N,C] from the MLP; ρ [1,C,1,1] used as stored (training clamps it to [0,1])."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, unbiased_var: bool = True) -> None:
+        super().__init__()
+        self.eps, self.unbiased_var = eps, unbiased_var
+        self.rho = nn.Parameter(torch.full((1, num_features, 1, 1), 0.9))
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        out = _mixed_norm(x, self.rho, self.eps, self.unbiased_var)
+        return out * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+class ILN(nn.Module):
+    """LIN with learned ρ (init 0), γ (1), β (0), each [1,C,1,1]."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, unbiased_var: bool = True) -> None:
+        super().__init__()
+        self.eps, self.unbiased_var = eps, unbiased_var
+        self.rho = nn.Parameter(torch.zeros(1, num_features, 1, 1))
+        self.gamma = nn.Parameter(torch.ones(1, num_features, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, num_features, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _mixed_norm(x, self.rho, self.eps, self.unbiased_var) * self.gamma + self.beta
+
+
+def _conv_in_relu(n_in: int, n_out: int, k: int, stride: int, bias: bool, affine: bool) -> list[nn.Module]:
+    pad = nn.ReflectionPad2d(k // 2)
+    return [
+        pad,
+        nn.Conv2d(n_in, n_out, k, stride, 0, bias=bias),
+        nn.InstanceNorm2d(n_out, affine=affine),
+        nn.ReLU(True),
+    ]
+
+
+class ResnetBlock(nn.Module):
+    """[pad, conv3, IN, ReLU, pad, conv3, IN] + identity (keys ``conv_block.{1,5}``)."""
+
+    def __init__(self, dim: int, use_bias: bool, affine: bool = False) -> None:
+        super().__init__()
+        first = _conv_in_relu(dim, dim, 3, 1, use_bias, affine)
+        second = _conv_in_relu(dim, dim, 3, 1, use_bias, affine)[:3]
+        self.conv_block = nn.Sequential(*first, *second)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetAdaILNBlock(nn.Module):
+    """[pad, conv3, AdaLIN(γ,β), ReLU, pad, conv3, AdaLIN(γ,β)] + identity."""
+
+    def __init__(self, dim: int, use_bias: bool, unbiased_var: bool = True) -> None:
+        super().__init__()
+        self.pad1, self.pad2 = nn.ReflectionPad2d(1), nn.ReflectionPad2d(1)
+        self.conv1 = nn.Conv2d(dim, dim, 3, 1, 0, bias=use_bias)
+        self.norm1 = adaILN(dim, unbiased_var=unbiased_var)
+        self.relu1 = nn.ReLU(True)
+        self.conv2 = nn.Conv2d(dim, dim, 3, 1, 0, bias=use_bias)
+        self.norm2 = adaILN(dim, unbiased_var=unbiased_var)
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
+        return x + self.norm2(self.conv2(self.pad2(out)), gamma, beta)
+
+
+class ResnetGenerator(nn.Module):
+    """G(x) -> (image [N,3,S,S], CAM logits [N,2] = [gap, gmp], heatmap [N,1,S/4,S/4]).
+
+    Defaults are main.py's (``--ch 64 --n_res 4 --img_size 256``). The full model (``light=False``)
+    flattens the S/4 bottleneck into a Linear layer, so it only runs at ``img_size``; light runs at any
+    multiple of 4. TF original = all five flags flipped (conv_bias, in_affine, cam_bias, mlp_bias True;
+    unbiased_var False).
+    """
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 4,
+        img_size: int = 256,
+        light: bool = False,
+        conv_bias: bool = False,
+        in_affine: bool = False,
+        unbiased_var: bool = True,
+        cam_bias: bool = False,
+        mlp_bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_blocks, self.light, self.cam_bias = n_blocks, light, cam_bias
+        down = _conv_in_relu(input_nc, ngf, 7, 1, conv_bias, in_affine)
+        for i in range(2):
+            down += _conv_in_relu(ngf * 2**i, ngf * 2 ** (i + 1), 3, 2, conv_bias, in_affine)
+        dim = ngf * 4
+        down += [ResnetBlock(dim, conv_bias, in_affine) for _ in range(n_blocks)]
+        self.DownBlock = nn.Sequential(*down)
+        self.gap_fc = nn.Linear(dim, 1, bias=cam_bias)
+        self.gmp_fc = nn.Linear(dim, 1, bias=cam_bias)
+        self.conv1x1 = nn.Conv2d(dim * 2, dim, 1, 1, bias=True)
+        self.relu = nn.ReLU(True)
+        fc_in = dim if light else (img_size // 4) ** 2 * dim
+        self.FC = nn.Sequential(
+            nn.Linear(fc_in, dim, bias=mlp_bias),
+            nn.ReLU(True),
+            nn.Linear(dim, dim, bias=mlp_bias),
+            nn.ReLU(True),
+        )
+        self.gamma = nn.Linear(dim, dim, bias=mlp_bias)
+        self.beta = nn.Linear(dim, dim, bias=mlp_bias)
+        for k in range(n_blocks):
+            setattr(self, f"UpBlock1_{k + 1}", ResnetAdaILNBlock(dim, conv_bias, unbiased_var))
+        up: list[nn.Module] = []
+        for i in range(2):
+            c = dim // 2**i
+            up += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(c, c // 2, 3, 1, 0, bias=conv_bias),
+                ILN(c // 2, unbiased_var=unbiased_var),
+                nn.ReLU(True),
+            ]
+        up += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7, 1, 0, bias=conv_bias), nn.Tanh()]
+        self.UpBlock2 = nn.Sequential(*up)
+
+    def _cam_weight(self, fc: nn.Linear) -> torch.Tensor:
+        # Port: features re-weighted by the raw FC weight. TF: by kernel + bias (bias on every channel).
+        w = fc.weight if not self.cam_bias else fc.weight + fc.bias[:, None]
+        return w[:, :, None, None]
+
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.DownBlock(input)
+        gap_logit = self.gap_fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        gmp_logit = self.gmp_fc(F.adaptive_max_pool2d(x, 1).flatten(1))
+        cam_logit = torch.cat([gap_logit, gmp_logit], 1)
+        x = torch.cat([x * self._cam_weight(self.gap_fc), x * self._cam_weight(self.gmp_fc)], 1)
+        x = self.relu(self.conv1x1(x))
+        heatmap = torch.sum(x, dim=1, keepdim=True)
+        x_ = F.adaptive_avg_pool2d(x, 1) if self.light else x
+        x_ = self.FC(x_.flatten(1))  # full model: flattened in (C, H, W) order
+        gamma, beta = self.gamma(x_), self.beta(x_)
+        for k in range(self.n_blocks):
+            x = getattr(self, f"UpBlock1_{k + 1}")(x, gamma, beta)
+        return self.UpBlock2(x), cam_logit, heatmap
+
+
+Generator = ResnetGenerator
+
+
+def _sn(module: nn.Module) -> nn.Module:
+    # The legacy hook-based API on purpose: it stores weight_orig / weight_u / weight_v like the port.
+    return nn.utils.spectral_norm(module)
+
+
+class Discriminator(nn.Module):
+    """D(x) -> (patch logits [N,1,h,w], CAM logits [N,2], heatmap [N,1,h',w']); spectral norm everywhere
+    except ``conv1x1``. The trainer builds global (n_layers=7) and local (n_layers=5) critics."""
+
+    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 5) -> None:
+        super().__init__()
+        model: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            _sn(nn.Conv2d(input_nc, ndf, 4, 2, 0, bias=True)),
+            nn.LeakyReLU(0.2, True),
+        ]
+        for i in range(1, n_layers - 2):
+            c = ndf * 2 ** (i - 1)
+            model += [
+                nn.ReflectionPad2d(1),
+                _sn(nn.Conv2d(c, c * 2, 4, 2, 0, bias=True)),
+                nn.LeakyReLU(0.2, True),
+            ]
+        c = ndf * 2 ** (n_layers - 3)
+        model += [
+            nn.ReflectionPad2d(1),
+            _sn(nn.Conv2d(c, c * 2, 4, 1, 0, bias=True)),
+            nn.LeakyReLU(0.2, True),
+        ]
+        c *= 2
+        self.gap_fc = _sn(nn.Linear(c, 1, bias=False))
+        self.gmp_fc = _sn(nn.Linear(c, 1, bias=False))
+        self.conv1x1 = nn.Conv2d(c * 2, c, 1, 1, bias=True)
+        self.leaky_relu = nn.LeakyReLU(0.2, True)
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv = _sn(nn.Conv2d(c, 1, 4, 1, 0, bias=False))
+        self.model = nn.Sequential(*model)
+
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.model(input)
+        gap_logit = self.gap_fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        gmp_logit = self.gmp_fc(F.adaptive_max_pool2d(x, 1).flatten(1))
+        # As in the port: the re-weighting uses the module's first parameter, i.e. weight_orig (the
+        # un-normalised weight), while the logits use the spectrally normalised one.
+        gap = x * self.gap_fc.weight_orig[:, :, None, None]
+        gmp = x * self.gmp_fc.weight_orig[:, :, None, None]
+        x = self.leaky_relu(self.conv1x1(torch.cat([gap, gmp], 1)))
+        heatmap = torch.sum(x, dim=1, keepdim=True)
+        return self.conv(self.pad(x)), torch.cat([gap_logit, gmp_logit], 1), heatmap
+
+
+# --------------------------------------------------------------------------------------------------
+# Key maps and shape-based configuration recovery (pure functions)
+
+
+def generator_state(
+    checkpoint: Mapping[str, Mapping[str, torch.Tensor]], direction: str = "A2B"
+) -> StateDict:
+    """The six-entry training checkpoint -> the state dict of ``gen<direction>`` (our keys = the port's)."""
+    name = f"gen{direction}"
+    if name not in GENERATORS:
+        raise KeyMapError(f"direction must be A2B or B2A, got {direction!r}")
+    if not isinstance(checkpoint, Mapping) or name not in checkpoint:
+        found = list(checkpoint)[:6] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+        raise KeyMapError(
+            f"not a U-GAT-IT checkpoint: expected entries {', '.join(CHECKPOINT_ENTRIES)}, found {found}"
+        )
+    state = strip_wrapper_prefixes(checkpoint[name])
+    if "DownBlock.1.weight" not in state:
+        raise KeyMapError(f"{name} is not a U-GAT-IT generator: no DownBlock.1.weight")
+    return state
+
+
+def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int | bool]:
+    """Constructor arguments recovered from a generator state dict (TF flags from the extra keys)."""
+    ngf = int(state["DownBlock.1.weight"].shape[0])
+    fc_in = int(state["FC.0.weight"].shape[1])
+    light = fc_in == 4 * ngf
+    return {
+        "input_nc": int(state["DownBlock.1.weight"].shape[1]),
+        "output_nc": int(state["UpBlock2.11.weight"].shape[0]),
+        "ngf": ngf,
+        "n_blocks": count_indexed(state, "UpBlock1_", ".conv1.weight"),
+        "img_size": 256 if light else 4 * round((fc_in / (4 * ngf)) ** 0.5),
+        "light": light,
+        "conv_bias": "DownBlock.1.bias" in state,
+        "in_affine": "DownBlock.2.weight" in state,
+        "unbiased_var": True,
+        "cam_bias": "gap_fc.bias" in state,
+        "mlp_bias": "FC.0.bias" in state,
+    }

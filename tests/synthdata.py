@@ -83,7 +83,7 @@ def make_unpaired(root: Path, n: int = 6, size: int = 48, seed: int = 0) -> Path
             image = np.full(
                 (size, size, 3), (200, 200, 200) if folder.endswith("A") else (40, 40, 90), np.uint8
             )
-            c, r = (int(v) for v in rng.integers(size // 3, 2 * size // 3, size=2)), size // 4
+            c, r = [int(v) for v in rng.integers(size // 3, 2 * size // 3, size=2)], size // 4
             if folder.endswith("A"):
                 cv2.circle(image, tuple(c), r, (250, 240, 60), -1)
             else:

@@ -11,6 +11,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +25,13 @@ from faceedit.data import (
     augment_rng,
     make_loader,
     open_images,
+    prepare_folder,
+    read_prepared,
     to_chw_tensor,
+    write_prepared,
 )
 from faceedit.errors import UsageError
+from faceedit.fsutil import atomic_dir
 
 IMAGE_DIR = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
@@ -232,3 +237,27 @@ def open_training(
 
 def _subset(index: CelebAIndex, rows: np.ndarray, template: Template, size: int) -> ImageSource:
     return open_images(index.root, IMAGE_DIR, [index.names[r] for r in rows], template, size)
+
+
+def prepare(
+    src: Path,
+    dst: Path,
+    template: Template,
+    size: int,
+    workers: int,
+    advance: Any = None,
+    overwrite: bool = False,
+) -> int:
+    """Crop and resize every image of ``src`` once into ``dst`` (same layout, images as one uint8 array).
+
+    Training from ``dst`` decodes nothing; the attribute and partition files are copied. Returns the
+    number of images.
+    """
+    if read_prepared(src) is not None:
+        raise UsageError(f"{src} is already a prepared dataset", "prepare from the original CelebA folder")
+    index = read_index(src, (), split="all")
+    copies = [p for p in (src / ATTR_FILE, src / PARTITION_FILE) if p.is_file()]
+    with atomic_dir(dst, overwrite=overwrite) as tmp:
+        prepare_folder(src / IMAGE_DIR, index.names, template, size, tmp, IMAGE_DIR, workers, advance)
+        write_prepared(tmp, template, {IMAGE_DIR: {"size": size, "count": len(index.names)}}, copies)
+    return len(index.names)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -20,10 +21,13 @@ from faceedit.data import (
     augment_rng,
     make_loader,
     open_images,
+    prepare_folder,
     read_prepared,
     to_chw_tensor,
+    write_prepared,
 )
 from faceedit.errors import UsageError
+from faceedit.fsutil import atomic_dir
 
 FOLDERS = ("trainA", "trainB", "testA", "testB")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -104,3 +108,20 @@ def open_training(root: Path | str, size: int, spec: LoaderSpec, n_fixed: int = 
         fixed.append(torch.stack([shown[(i, 0)] for i in range(min(n_fixed, len(shown)))]))
     counts = {f: len(n) for f, n in names.items()}
     return TrainData(zip(*loaders, strict=True), tuple(fixed), min(per_epoch), counts)
+
+
+def prepare(
+    src: Path, dst: Path, size: int, workers: int, advance: Any = None, overwrite: bool = False
+) -> int:
+    """Resize every image of ``src`` once to (size + 30)² into ``dst``; flips and crops stay random."""
+    if read_prepared(src) is not None:
+        raise UsageError(f"{src} is already a prepared dataset", "prepare from the original folders")
+    names = list_folders(src)
+    with atomic_dir(dst, overwrite=overwrite) as tmp:
+        for folder, found in names.items():
+            prepare_folder(
+                src / folder, found, TEMPLATES["selfie"], size + MARGIN, tmp, folder, workers, advance
+            )
+        folders = {f: {"size": size + MARGIN, "count": len(found)} for f, found in names.items()}
+        write_prepared(tmp, TEMPLATES["selfie"], folders, [])
+    return sum(len(found) for found in names.values())

@@ -188,7 +188,7 @@ def load(path: Path) -> dict[str, Any]:
             f"checkpoint {path} does not exist", "give a .pt file under RUN/checkpoints/ or a run folder"
         )
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors...
         raise CheckpointError(
             f"checkpoint {path} is damaged or not a faceedit checkpoint ({type(e).__name__})", hint

@@ -296,13 +296,13 @@ def _run_steps(
 ) -> None:
     """The loop itself: one batch per step; logs, samples and checkpoints at their cadence."""
     meter = _Meter(cfg.batch_size * d.world)
-    losses: dict[str, torch.Tensor] = {}
+    losses = _LossMeans()
     last_saved = state.step
     warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
     while state.step < state.total_steps:
         batch = to_device(next(data.batches), state)
         torch.manual_seed(checkpoint.step_seed(cfg.seed, state.step, d.rank))
-        losses.update(arch.train_step(state, cfg, batch))
+        losses.add(arch.train_step(state, cfg, batch))
         for scheduler in state.schedulers.values():
             scheduler.step()
         state.step += 1
@@ -310,7 +310,7 @@ def _run_steps(
         stopping = stop.agreed(d)
         done = state.step == state.total_steps
         if d.is_main and (state.step % cfg.log_every == 0 or done or stopping):
-            record = _record(state, losses, meter)
+            record = _record(state, losses.pop(), meter)
             run.append(record)
             show.update(record)
         if d.is_main and cfg.sample_every and (state.step % cfg.sample_every == 0 or done):
@@ -344,9 +344,28 @@ def _sample(arch: Any, state: TrainState, cfg: TrainConfig, fixed: Any) -> list[
             m.train()
 
 
-def _record(state: TrainState, losses: dict[str, torch.Tensor], meter: _Meter) -> dict[str, Any]:
+class _LossMeans:
+    """Each loss averaged over the steps since the last record that computed it (G losses appear only
+    where a G update happened in the interval). Sums stay on the device: no sync until a record."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v.float() if k in self.sums else v.float()
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
+
+
+def _record(state: TrainState, losses: dict[str, float], meter: _Meter) -> dict[str, Any]:
     record: dict[str, Any] = {"step": state.step, "epoch": state.step // max(state.steps_per_epoch, 1)}
-    record.update({k: round(float(v), 6) for k, v in losses.items()})
+    record.update(losses)
     record.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in state.optimizers.items()})
     record.update({"images_per_s": round(meter.rate(), 2), "elapsed_s": round(meter.elapsed(), 1)})
     rate = meter.steps_per_s()

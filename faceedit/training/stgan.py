@@ -1,0 +1,122 @@
+"""STGAN training as bluestyle97/STGAN-pytorch's agent: G gets the target − source difference with random
+magnitudes, a WGAN-GP critic with an attribute head every step, G every ``n_critic``-th step, StepLR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from faceedit import attributes
+from faceedit.models import stgan
+from faceedit.training import losses
+from faceedit.training.checkpoint import TrainState, frozen, release_model
+from faceedit.training.config import STGANConfig
+
+COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch.compile cannot do
+
+
+def generator_kwargs(cfg: STGANConfig) -> dict[str, Any]:
+    return {
+        "attr_dim": len(cfg.attrs),
+        "conv_dim": cfg.g_conv_dim,
+        "n_layers": cfg.g_layers,
+        "shortcut_layers": cfg.shortcut_layers,
+        "stu_kernel_size": cfg.stu_kernel_size,
+        "use_stu": cfg.use_stu,
+        "one_more_conv": cfg.one_more_conv,
+    }
+
+
+def discriminator_kwargs(cfg: STGANConfig) -> dict[str, Any]:
+    return {
+        "image_size": cfg.image_size,
+        "attr_dim": len(cfg.attrs),
+        "conv_dim": cfg.d_conv_dim,
+        "fc_dim": cfg.d_fc_dim,
+        "n_layers": cfg.d_layers,
+    }
+
+
+def build(cfg: STGANConfig) -> dict[str, nn.Module]:
+    return {
+        "G": stgan.Generator(**generator_kwargs(cfg)),
+        "D": stgan.Discriminator(**discriminator_kwargs(cfg)),
+    }
+
+
+def lr_factor(cfg: STGANConfig) -> Callable[[int], float]:
+    """StepLR(step_size=lr_decay_step, gamma=lr_decay_gamma), stepped every iteration."""
+    return lambda t: cfg.lr_decay_gamma ** (t // cfg.lr_decay_step)
+
+
+def make_optimizers(
+    cfg: STGANConfig, models: dict[str, nn.Module], total_steps: int, steps_per_epoch: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    betas = (cfg.beta1, cfg.beta2)
+    opts = {
+        "G": torch.optim.Adam(models["G"].parameters(), cfg.lr_g, betas),
+        "D": torch.optim.Adam(models["D"].parameters(), cfg.lr_d, betas),
+    }
+    return opts, {k: torch.optim.lr_scheduler.LambdaLR(o, lr_factor(cfg)) for k, o in opts.items()}
+
+
+def train_step(
+    state: TrainState, cfg: STGANConfig, batch: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, Any]:
+    """One iteration: x_real [N,3,S,S] in [-1,1], c_org [N,A] in {0,1}; targets = permuted labels."""
+    x_real, c_org = batch
+    c_trg = c_org[torch.randperm(c_org.size(0)).to(c_org.device)]
+    attr_diff = c_trg - c_org
+    attr_diff = attr_diff * torch.rand_like(attr_diff) * (2 * cfg.thres_int)
+    G, D = state.models["G"], state.net("D")
+    out: dict[str, Any] = {}
+    with state.autocast():
+        with torch.no_grad():
+            x_fake = G(x_real, attr_diff)
+        d_real, d_cls = D(x_real)
+        d_fake, _ = D(x_fake)
+        gp = losses.gradient_penalty(lambda x: D(x)[0], x_real, x_fake, state.scalers["D"])
+        out["D/loss_adv"] = losses.wgan_d_loss(d_real, d_fake) + cfg.lambda_gp * gp
+        out["D/loss_gp"], out["D/loss_cls"] = gp, losses.attribute_bce_sum(d_cls, c_org)
+        d_loss = out["D/loss_adv"] + cfg.lambda_cls_d * out["D/loss_cls"]
+    state.update("D", d_loss)
+    if (state.step + 1) % cfg.n_critic == 0:
+        with frozen(state.models["D"]), state.autocast():
+            x_fake = state.net("G")(x_real, attr_diff)
+            g_fake, g_cls = state.models["D"](x_fake)
+            x_reconst = state.net("G")(x_real, torch.zeros_like(attr_diff))
+            out["G/loss_adv"] = losses.wgan_g_loss(g_fake)
+            out["G/loss_cls"] = losses.attribute_bce_sum(g_cls, c_trg)
+            out["G/loss_rec"] = losses.l1(x_real, x_reconst)
+            g_loss = (
+                out["G/loss_adv"] + cfg.lambda_rec * out["G/loss_rec"] + cfg.lambda_cls_g * out["G/loss_cls"]
+            )
+        state.update("G", g_loss)
+    return {k: v.detach() for k, v in out.items()}
+
+
+def conditioning(cfg: STGANConfig) -> dict[str, Any]:
+    return {**attributes.default_conditioning("stgan", "port"), "thres_int": cfg.thres_int}
+
+
+def sample(
+    state: TrainState, cfg: STGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
+) -> list[torch.Tensor]:
+    """Columns as the port's training samples: the input, then each create_labels difference x thres_int."""
+    x, labels = fixed
+    _, conds = attributes.grid(
+        conditioning(cfg), cfg.attrs, labels.cpu().numpy(), intensity=cfg.thres_int, reconstruction=False
+    )
+    G = state.models["G"]
+    return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in conds]
+
+
+def release(cfg: STGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:
+    model = release_model(
+        "stgan", cfg, models["G"], generator_kwargs(cfg), provenance, models["D"], discriminator_kwargs(cfg)
+    )
+    return {"": model}

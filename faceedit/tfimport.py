@@ -397,15 +397,19 @@ def convert(plan: ImportPlan, tensors: dict[str, np.ndarray]) -> dict[str, torch
     uses: dict[str, int] = {}
     for rule in plan.rules:
         uses[rule.tf] = uses.get(rule.tf, 0) + 1
-    state = {}
+    state, out_of_range = {}, []
     for rule in plan.rules:
         value = tensors[rule.tf]
+        if rule.op.startswith("rho") and (value.min() < 0 or value.max() > 1):
+            out_of_range.append(rule.tf)  # training clips rho to [0, 1] after every step
         state[rule.key] = torch.from_numpy(
             np.ascontiguousarray(_op_apply(rule.op, value, plan), dtype=np.float32)
         )
         uses[rule.tf] -= 1
         if not uses[rule.tf]:
             del tensors[rule.tf]
+    if out_of_range:
+        log.warning("rho outside [0, 1] (clipped, as TF's constraint does): %s", _few(out_of_range))
     _warn_rho(plan, state)
     return state
 

@@ -337,7 +337,7 @@ def _not_cached(s: _Session, where: str, e: Exception, get: str) -> ModelUnavail
     if s.offline or isinstance(cause, hf.OfflineModeIsEnabled):
         return ModelUnavailableError(
             f"{s.label} is not cached and offline mode is on",
-            f"{get} with internet (without --offline / HF_HUB_OFFLINE=1)",
+            f"{get} once with internet (no --offline, HF_HUB_OFFLINE unset)",
         )
     if isinstance(cause, hf.FileMetadataError):
         return ModelUnavailableError(
@@ -446,6 +446,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
         return "hf", repo
     if spec.startswith("local:"):
         return "local", spec[6:]
+    with contextlib.suppress(UnknownModelError):  # a card name wins over a same-named folder in cwd
+        return "card", get_card(spec).name
     if os.sep in spec or "/" in spec or spec.startswith((".", "~")) or Path(spec).exists():
         return "local", spec
     return "card", spec
@@ -488,7 +490,9 @@ def _resolve_hf(s: _Session, spec: str, repo_id: str, revision: str | None) -> R
     new = {f.key: _file_entry(f) for f in (config, weights) if s.ledger.file(f.key) is None}
     if new or s.ledger.pin(pin_key) != config.commit:
         s.ledger.record(files=new, pins={pin_key: config.commit})
-    how = "hub checksums; same bytes as the first download (ledger)"
+    how = "hub checksums; " + (
+        "first download, recorded in the ledger" if new else "same sha256 as the first download"
+    )
     return ResolvedModel(spec, config.path.parent, None, True, how, s.downloaded)
 
 
@@ -523,7 +527,7 @@ def _converted_ok(ledger: Ledger, card: ModelCard, folder: Path) -> str | None:
         return None
     if card.source.revision and entry.get("commit") != card.source.revision:
         return None  # this faceedit release pins another commit
-    if any(f.sha256 and entry.get("sources", {}).get(f.path) != f.sha256 for f in card.source.files):
+    if any(f.sha256 and entry.get("sources", {}).get(f.role) != f.sha256 for f in card.source.files):
         return None
     weights, config = folder / "model.safetensors", folder / "config.json"
     stat = weights.stat()
@@ -569,7 +573,7 @@ def _build_upstream(s: _Session, card: ModelCard, folder: Path) -> str:
             _discard(f.path)
         raise
     how = _how(card, fetched, unconfirmed)
-    _save_converted(s, card, model, folder, list(fetched.values()), how, pin_key)
+    _save_converted(s, card, model, folder, fetched, how, pin_key)
     return how
 
 
@@ -612,7 +616,11 @@ def _check_against_card(card: ModelCard, config: dict[str, Any]) -> None:
 
 
 def _build_tf(s: _Session, card: ModelCard, folder: Path) -> str:
-    """Official TF checkpoint on the hub -> generator tensors by HTTP Range (crc32c each) -> folder."""
+    """Official TF checkpoint on the hub -> generator tensors by HTTP Range (crc32c each) -> folder.
+
+    The index (whose sha256 is checked against the card or the ledger) holds every tensor's crc32c,
+    so the ranged bytes are as well pinned as the index itself.
+    """
     from faceedit.tfremote import import_ugatit_from_hub
 
     src = card.source
@@ -620,7 +628,7 @@ def _build_tf(s: _Session, card: ModelCard, folder: Path) -> str:
     if s.offline:
         raise ModelUnavailableError(
             f"{card.name} is not cached and offline mode is on",
-            f"run `faceedit models download {card.name}` with internet",
+            f"run `faceedit models download {card.name}` once with internet",
         )
     with _hub_errors(s, src.repo_id or "", src.folder or "", revision):
         model = import_ugatit_from_hub(
@@ -634,35 +642,37 @@ def _build_tf(s: _Session, card: ModelCard, folder: Path) -> str:
             smoothing=card.extra.get("smoothing"),
         )
     s.downloaded = True
-    prov = model.config.get("provenance", {})
-    index = _Fetched(
-        src.repo_id or "",
-        f"{src.folder}/{_index_name(card)}",
-        Path(),
-        prov.get("source_revision") or "",
-        prov.get("index_sha256") or "",
-        prov.get("index_size") or 0,
-    )
-    expected = next((f.sha256 for f in src.files if f.role == "checkpoint-index"), None)
-    seen = s.ledger.file(index.key)
-    if (expected and index.sha256 != expected) or (seen and not expected and seen["sha256"] != index.sha256):
-        raise CheckpointError(
-            f"{index.filename} (commit {index.commit[:10]}) differs from "
-            f"{'the model card' if expected else 'the first download'}",
-            f"run `faceedit models download {card.name} --force`; report it if it persists",
-        )
+    sources = _tf_sources(card, model.config.get("provenance", {}))
+    pinned = {f.role: f.sha256 for f in src.files if f.sha256}
+    for role, got in sources.items():
+        seen = s.ledger.file(got.key)
+        expected = pinned.get(role) or (seen or {}).get("sha256")
+        if expected and got.sha256 != expected:
+            raise CheckpointError(
+                f"{got.filename} (commit {got.commit[:10]}) differs from "
+                + ("the model card" if role in pinned else "the first download"),
+                f"run `faceedit models download {card.name} --force`; report it if it persists",
+            )
     _check_against_card(card, model.config)
-    how = (
-        "checkpoint index "
-        + ("matches the card" if expected else "recorded in the ledger")
-        + "; crc32c of every tensor"
-    )
-    _save_converted(s, card, model, folder, [index], how, pin_key)
+    how = "checkpoint index " + ("matches the card" if "checkpoint-index" in pinned else "as first seen")
+    how += "; crc32c of every tensor"
+    _save_converted(s, card, model, folder, sources, how, pin_key)
     return how
 
 
-def _index_name(card: ModelCard) -> str:
-    return next((f.path for f in card.source.files if f.role == "checkpoint-index"), "index")
+def _tf_sources(card: ModelCard, prov: dict[str, Any]) -> dict[str, _Fetched]:
+    """The index and data file as tfremote reported them (data: the hub's sha256 ETag of the file)."""
+    repo, commit = card.source.repo_id or "", prov.get("source_revision") or ""
+    index_file = str(prov.get("source_file", "")).removeprefix(f"hf://{repo}/")
+    index = _Fetched(
+        repo, index_file, Path(), commit, prov.get("index_sha256") or "", prov.get("index_size") or 0
+    )
+    out = {"checkpoint-index": index}
+    if prov.get("data_file") and prov.get("data_etag"):
+        out["checkpoint-data"] = _Fetched(
+            repo, prov["data_file"], Path(), commit, prov["data_etag"], prov.get("data_size") or 0
+        )
+    return out
 
 
 def _save_converted(
@@ -670,11 +680,14 @@ def _save_converted(
     card: ModelCard,
     model: FaceModel,
     folder: Path,
-    sources: list[_Fetched],
+    sources: dict[str, _Fetched],
     how: str,
     pin_key: str,
 ) -> None:
-    """Write the converted folder (card fields + provenance in config.json) and record it in the ledger."""
+    """Write the converted folder (card fields + provenance in config.json) and record it in the ledger.
+
+    ``sources``: role (as in the card's files) -> what was fetched for it.
+    """
     from faceedit import models
 
     fields = card.config_fields()
@@ -683,13 +696,13 @@ def _save_converted(
     )
     if card.direction:
         model.config["direction"] = card.direction
-    commit = sources[0].commit if sources else None
+    commit = next(iter(sources.values())).commit if sources else None
     model.config.setdefault("provenance", {}).update(
         {
             "card": card.name,
             "hub_repo": card.source.repo_id,
             "hub_revision": commit,
-            "hub_files": {f.filename: f.sha256 for f in sources},
+            "hub_files": {f.filename: f.sha256 for f in sources.values()},
             "verification": how,
             "created_by": f"faceedit {__version__}",
         }
@@ -704,9 +717,9 @@ def _save_converted(
         "commit": commit,
         "config_sha256": file_digests(folder / "config.json")[0],
         "verification": how,
-        "sources": {spec.path: f.sha256 for spec, f in zip(card.source.files, sources, strict=False)},
+        "sources": {role: f.sha256 for role, f in sources.items()},
     }
-    files = {f.key: _file_entry(f) for f in sources if s.ledger.file(f.key) is None}
+    files = {f.key: _file_entry(f) for f in sources.values() if s.ledger.file(f.key) is None}
     pins = {pin_key: commit} if commit and not card.source.revision else {}
     s.ledger.record(files=files, pins=pins, models={card.name: entry})
 

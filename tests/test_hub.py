@@ -219,6 +219,35 @@ def test_local_specs(tmp_path: Path) -> None:
         hub.resolve("stargan-celeba-12")
 
 
+def test_card_name_wins_over_a_same_named_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "stargan-celeba-128").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert hub.parse_spec("stargan-celeba-128") == ("card", "stargan-celeba-128")
+    assert hub.parse_spec("./stargan-celeba-128") == ("local", "./stargan-celeba-128")
+    assert hub.parse_spec("StarGAN-CelebA-128") == ("card", "stargan-celeba-128")
+    with pytest.raises(UsageError, match="bad hub spec"):
+        hub.parse_spec("hf:no-slash")
+
+
+def test_download_progress_bridge_forwards_bytes_to_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hf_hub_download drives the bar through tqdm's API: total, update(n), close()."""
+    from rich.progress import Progress
+
+    seen: list[float] = []
+    monkeypatch.setattr(Progress, "advance", lambda self, task, n: seen.append(n))
+    with hub._download_bar("stargan-tiny: g.pth", enabled=True) as cls:
+        bar = cls(total=300, desc="g.pth", unit="B", unit_scale=True, initial=0, name="huggingface_hub")
+        bar.update(100)
+        bar.update(200)
+        bar.close()
+    assert seen == [100, 200]
+
+
+def test_load_returns_the_model(tiny_hub: FakeHub) -> None:
+    model = hub.load(NAME, device="cpu")
+    assert model.arch == "stargan" and not model.generator.training
+
+
 def test_import_only_card_explains_how_to_get_it() -> None:
     with pytest.raises(ModelUnavailableError) as info:
         hub.resolve("attgan-celeba-128")

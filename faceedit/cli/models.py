@@ -195,7 +195,8 @@ def download_command(
             results.append(_download_fan(offline))
             continue
         console.info(f"{name}: resolving…")
-        resolved = hub.resolve(name, offline=offline, force=force, update=update, progress=not json_ and None)
+        progress = False if json_ else None  # None: bars when stderr is a terminal
+        resolved = hub.resolve(name, offline=offline, force=force, update=update, progress=progress)
         verb = "downloaded and verified" if resolved.downloaded else "already cached"
         console.info(f"{name}: {verb} ({resolved.verification})")
         results.append(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceedit import __version__, console
-from faceedit.errors import CheckpointError, ModelUnavailableError, UsageError
+from faceedit.errors import CheckpointError, ModelUnavailableError, OutputError, UsageError
 from faceedit.fsutil import write_bytes_atomic
 from faceedit.registry import (
     HUB_FACEEDIT,
@@ -151,8 +151,20 @@ class Ledger:
         data["models"].update(models or {})
         for name in forget_models:
             data["models"].pop(name, None)
-        write_bytes_atomic(self.path, json.dumps(data, indent=1, sort_keys=True).encode(), overwrite=True)
+        with _cache_writable():
+            write_bytes_atomic(self.path, json.dumps(data, indent=1, sort_keys=True).encode(), overwrite=True)
         self.data = data
+
+
+@contextlib.contextmanager
+def _cache_writable() -> Iterator[None]:
+    """A cache write that fails is about FACEEDIT_CACHE, not about an output folder (-o)."""
+    try:
+        yield
+    except OutputError as e:
+        raise ModelUnavailableError(
+            f"cannot write to the faceedit cache: {e.message}", "set FACEEDIT_CACHE to a writable folder"
+        ) from e
 
 
 def _file_entry(f: _Fetched) -> dict[str, Any]:
@@ -707,7 +719,8 @@ def _save_converted(
             "created_by": f"faceedit {__version__}",
         }
     )
-    models.save(model, folder, overwrite=True)
+    with _cache_writable():
+        models.save(model, folder, overwrite=True)
     weights = folder / "model.safetensors"
     digest, _, size = file_digests(weights)
     entry = {

@@ -228,20 +228,14 @@ def _download_fan(offline: bool) -> dict[str, Any]:
         ) from e
     if offline:
         raise ModelUnavailableError("`fan` is downloaded from face-alignment's servers", "drop --offline")
-    paths = fetch_fan_weights()
+    paths = fetch_fan_weights(progress=console.progress_enabled())
     return {
         "name": FAN,
-        "folder": ", ".join(str(p) for p in _as_list(paths)),
+        "folder": ", ".join(str(p) for p in paths),
         "verified": False,
         "verification": "face-alignment's own download",
         "downloaded": True,
     }
-
-
-def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return list(value.values())
-    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 # ------------------------------------------------------------------------------------ verify

@@ -1,9 +1,283 @@
-"""``faceedit edit`` and ``faceedit anime``."""
+"""``faceedit edit`` (attribute GANs) and ``faceedit anime`` (U-GAT-IT): parse, call api, report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from faceedit import console
+
+if TYPE_CHECKING:
+    from faceedit.batch import Report
+
+Inputs = Annotated[
+    list[str], typer.Argument(help="Image files, folders or globs ('-' reads paths from stdin).")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="FACEEDIT_MODEL",
+        help="Card name (faceedit models list), hf:ORG/REPO[@REV] or a model folder.",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", envvar="FACEEDIT_DEVICE", help="auto, cpu, cuda or cuda:N.")
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (fp32), fp32, bf16 or fp16 (CUDA).")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Output folder (default: next to each input).")
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="auto (keep the input's), png, jpg, webp, bmp or tiff.")
+]
+QualityOpt = Annotated[int | None, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
+FaceOpt = Annotated[str, typer.Option("--face", help="all, largest, center or a 0-based face index.")]
+DetectorOpt = Annotated[
+    str | None, typer.Option("--detector", envvar="FACEEDIT_DETECTOR", help="mtcnn (default), yunet or fan.")
+]
+MinFaceOpt = Annotated[
+    float, typer.Option("--min-face-size", min=1, help="Skip faces smaller than this (px).")
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Faces per generator call.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of lines.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Leave inputs whose output exists alone.")]
+GridOpt = Annotated[bool, typer.Option("--grid", help="Also write a comparison strip per photo (_grid.png).")]
+CropsOpt = Annotated[
+    bool, typer.Option("--save-crops", help="Also write each aligned face before and after.")
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE", help="Use only cached weights.")
+]
+ColorOpt = Annotated[str, typer.Option("--color-match", help="off, partial or full (Lab colour transfer).")]
+BlendOpt = Annotated[str, typer.Option("--blend", help="feather (default) or poisson.")]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``edit`` and ``anime`` to the root app."""
+    app.command("edit")(edit)
+    app.command("anime")(anime)
+
+
+def edit(
+    inputs: Inputs,
+    add: Annotated[
+        list[str], typer.Option("--add", "-a", help="Attribute to turn on (repeat, or A,B; NAME=INTENSITY).")
+    ] = [],  # noqa: B006
+    remove: Annotated[
+        list[str], typer.Option("--remove", "-r", help="Attribute to turn off (same forms).")
+    ] = [],  # noqa: B006
+    intensity: Annotated[
+        float, typer.Option("--intensity", "-i", help="Strength of the edit (1 = the official test).")
+    ] = 1.0,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="The faces' attributes: 'Male,Young' (all others off) or '+Male,-Young' (fix the estimate).",
+        ),
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", help="With --grid: intensities to compare, e.g. -1:1:5 or 0.5,1,1.5."),
+    ] = None,
+    slide: Annotated[
+        bool, typer.Option("--slide", help="AttGAN: set the attribute to the intensity (test_slide).")
+    ] = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    out: OutOpt = None,
+    suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_edited",
+    fmt: FormatOpt = "auto",
+    quality: QualityOpt = None,
+    face: FaceOpt = "all",
+    detector: DetectorOpt = None,
+    min_face_size: MinFaceOpt = 20.0,
+    color_match: ColorOpt = "partial",
+    blend: BlendOpt = "feather",
+    batch_size: BatchOpt = 8,
+    grid: GridOpt = False,
+    save_crops: CropsOpt = False,
+    overwrite: OverwriteOpt = False,
+    skip_existing: SkipOpt = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="Look into sub-folders of folder inputs.")
+    ] = False,
+    offline: OfflineOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Edit face attributes: [bold]faceedit edit photo.jpg --add Blond_Hair --intensity 0.8[/bold]."""
+    from faceedit import api, attributes, registry
+
+    if not add and not remove:
+        from faceedit.errors import UsageError
+
+        raise UsageError(
+            "nothing to edit",
+            "name attributes with --add and/or --remove (faceedit models info NAME lists them)",
+        )
+    spec = attributes.parse_edit(add, remove, intensity, slide=slide)
+    paste = _paste_options(color_match, blend)
+    request_kwargs: dict[str, Any] = {
+        "spec": spec,
+        "faces": _face_options(detector, face, min_face_size),
+        "paste": paste,
+        "batch_size": batch_size,
+        "grid": grid,
+        "sweep": attributes.parse_sweep(sweep) if sweep else (),
+        "save_crops": save_crops,
+        "quality": quality,
+    }
+    plan = _plan(out, suffix, fmt, overwrite, skip_existing)
+    paths = _inputs(inputs, recursive)
+    spec_name = model or registry.DEFAULTS["edit"]
+    engine = api.load_engine(spec_name, device, precision, offline)
+    names = list(engine.config["attributes"])
+    if source is not None:
+        request_kwargs["source"] = attributes.parse_source(source, names)
+    request = api.EditRequest(**request_kwargs)
+    console.info(api.describe(engine, spec_name))
+    report = _run(
+        lambda done: api.edit_many(paths, engine, request, plan, on_done=done),
+        len(paths),
+        "editing",
+        json_out,
+    )
+    _finish("edit", report, spec_name, engine, json_out)
+
+
+def anime(
+    inputs: Inputs,
+    intensity: Annotated[
+        float,
+        typer.Option("--intensity", "-i", min=0.0, max=1.0, help="Blend with the input (1 = full anime)."),
+    ] = 1.0,
+    whole: Annotated[
+        bool, typer.Option("--whole", help="Translate the whole picture (no face detection).")
+    ] = False,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Extra room around the face (0.2 = 20% wider crop).")
+    ] = 0.0,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    out: OutOpt = None,
+    suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_anime",
+    fmt: FormatOpt = "auto",
+    quality: QualityOpt = None,
+    face: FaceOpt = "all",
+    detector: DetectorOpt = None,
+    min_face_size: MinFaceOpt = 20.0,
+    color_match: ColorOpt = "off",
+    blend: BlendOpt = "feather",
+    batch_size: BatchOpt = 4,
+    grid: GridOpt = False,
+    save_crops: CropsOpt = False,
+    overwrite: OverwriteOpt = False,
+    skip_existing: SkipOpt = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="Look into sub-folders of folder inputs.")
+    ] = False,
+    offline: OfflineOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Selfie to anime with U-GAT-IT: [bold]faceedit anime selfie.png[/bold]."""
+    from faceedit import api, registry
+
+    request = api.AnimeRequest(
+        intensity=intensity,
+        whole=whole,
+        faces=_face_options(detector, face, min_face_size, margin),
+        paste=_paste_options(color_match, blend),
+        batch_size=batch_size,
+        grid=grid,
+        save_crops=save_crops,
+        quality=quality,
+    )
+    plan = _plan(out, suffix, fmt, overwrite, skip_existing)
+    paths = _inputs(inputs, recursive)
+    spec_name = model or registry.DEFAULTS["anime"]
+    engine = api.load_engine(spec_name, device, precision, offline)
+    console.info(api.describe(engine, spec_name))
+    report = _run(
+        lambda done: api.anime_many(paths, engine, request, plan, on_done=done), len(paths), "anime", json_out
+    )
+    _finish("anime", report, spec_name, engine, json_out)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _face_options(detector: str | None, face: str, min_face_size: float, margin: float = 0.0) -> Any:
+    from faceedit import api
+    from faceedit.face import detect
+
+    detect.resolve_detector(detector)  # usage errors before any work
+    detect.parse_selection(face)
+    return api.FaceOptions(detector=detector, select=face, min_face_size=min_face_size, margin=margin)
+
+
+def _paste_options(color_match: str, blend: str) -> Any:
+    from faceedit import api
+    from faceedit.errors import UsageError
+
+    if color_match not in {"off", "partial", "full"}:
+        raise UsageError(f"--color-match {color_match!r} is not off, partial or full")
+    if blend not in {"feather", "poisson"}:
+        raise UsageError(f"--blend {blend!r} is not feather or poisson")
+    return api.PasteOptions(color_match=color_match, blend=blend)
+
+
+def _plan(out: Path | None, suffix: str, fmt: str, overwrite: bool, skip_existing: bool) -> Any:
+    from faceedit.batch import OutputPlan
+    from faceedit.fsutil import ensure_dir
+
+    plan = OutputPlan(
+        out_dir=out, suffix=suffix, format=fmt, overwrite=overwrite, skip_existing=skip_existing
+    )
+    if out is not None:
+        ensure_dir(out)
+    return plan
+
+
+def _inputs(inputs: list[str], recursive: bool) -> list[Path]:
+    from faceedit.batch import expand_inputs
+
+    paths = expand_inputs(inputs, recursive=recursive)
+    console.info(f"found {len(paths)} input{'s' * (len(paths) != 1)}")
+    return paths
+
+
+def _run(job: Any, total: int, label: str, json_out: bool) -> Report:
+    with console.progress(total, label, enabled=console.progress_enabled(json_out)) as advance:
+        return job(lambda item: advance(description=f"{label} {item.input.name}"))
+
+
+def _finish(command: str, report: Report, spec_name: str, engine: Any, json_out: bool) -> None:
+    if json_out:
+        console.emit_json(
+            {
+                "command": command,
+                "model": spec_name,
+                "device": str(engine.device),
+                "precision": engine.precision,
+                "items": [item.to_json() for item in report.items],
+                "summary": {s: report.count(s) for s in ("ok", "skipped", "no_face", "failed")},
+                "exit_code": report.exit_code,
+            }
+        )
+    else:
+        for item in report.items:
+            if item.status == "ok":
+                for path in item.outputs:
+                    console.emit(str(path))
+            elif item.status in {"failed", "no_face"}:
+                console.error(item.error or f"{item.input}: failed")
+    console.info(f"{command}: {report.summary()}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

@@ -1,0 +1,525 @@
+"""One readable recipe per flow: ``edit`` (attribute GANs) and ``anime`` (U-GAT-IT) over many photos.
+
+read -> detect -> align to the model's training crop -> batch through the generator (faces of several
+photos together) -> paste back -> write. Photos are decoded and detected ahead in worker threads while
+the generator runs; the model is loaded once per process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceedit import attributes, images
+from faceedit.batch import Item, OutputPlan, Report
+from faceedit.errors import FaceeditError, NoFaceError, UsageError
+
+if TYPE_CHECKING:
+    from faceedit.face.align import AlignedFace
+    from faceedit.face.detect import Face
+    from faceedit.runtime import Engine
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """How faces are found and cut out (``--detector``, ``--face``, ``--min-face-size``, ``--margin``)."""
+
+    detector: str | None = None
+    select: str = "all"
+    min_face_size: float = 20.0
+    margin: float = 0.0
+    max_pixels: int | None = None
+
+
+@dataclass(frozen=True)
+class PasteOptions:
+    """How edited faces go back into the photo (``--color-match``, ``--blend``)."""
+
+    color_match: str = "partial"
+    blend: str = "feather"
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """Everything ``edit`` needs besides the inputs: what to change and how to write it."""
+
+    spec: attributes.EditSpec
+    source: attributes.SourceSpec | None = None
+    faces: FaceOptions = FaceOptions()
+    paste: PasteOptions = PasteOptions()
+    batch_size: int = 8
+    grid: bool = False
+    sweep: tuple[float, ...] = ()
+    save_crops: bool = False
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
+class AnimeRequest:
+    """``anime``: U-GAT-IT on each face (selfie framing) or on the whole picture, blended by intensity."""
+
+    intensity: float = 1.0
+    whole: bool = False
+    faces: FaceOptions = FaceOptions()
+    paste: PasteOptions = PasteOptions(color_match="off")
+    batch_size: int = 4
+    grid: bool = False
+    save_crops: bool = False
+    quality: int | None = None
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+@functools.lru_cache(maxsize=2)
+def load_engine(spec: str, device: str = "auto", precision: str = "auto", offline: bool = False) -> Engine:
+    """The model ``spec`` (card name, ``hf:org/repo``, folder) on ``device``; built once per process."""
+    from faceedit import hub
+    from faceedit.runtime import Engine, resolve_device
+
+    resolved_device = resolve_device(device)  # usage errors before any download
+    model = hub.load(spec, device="cpu", offline=offline)
+    return Engine(
+        model, resolved_device.type if resolved_device.index is None else str(resolved_device), precision
+    )
+
+
+def describe(engine: Engine, spec: str) -> str:
+    """One line naming the model and where it runs (printed once on stderr)."""
+    config = engine.config
+    n = len(config.get("attributes") or [])
+    what = f"{config['arch']} {config.get('variant', 'port')}, {config['image_size']}px"
+    if n:
+        what += f", {n} attributes"
+    if engine.model.classifier is not None:
+        what += ", attribute classifier"
+    return f"model {spec} ({what}) on {engine.device} ({engine.precision})"
+
+
+# ------------------------------------------------------------------------------------- preparing
+
+
+@dataclass
+class Prepared:
+    """One photo read, its faces found and aligned to the model's frame (crops uint8 S x S x 3)."""
+
+    path: Path
+    target: Path
+    photo: images.Photo
+    faces: list[Face] = field(default_factory=list)
+    aligned: list[AlignedFace] = field(default_factory=list)
+
+
+def _prepare(path: Path, target: Path, config: dict[str, Any], options: FaceOptions) -> Prepared:
+    from faceedit.face import align, detect
+
+    photo = images.read(path, max_pixels=options.max_pixels)
+    faces = detect.detect(
+        photo.rgb, options.detector, select=options.select, min_face_size=options.min_face_size
+    )
+    if not faces:
+        raise NoFaceError(f"{path}: no face found", "try --detector fan or a smaller --min-face-size")
+    size = int(config["image_size"])
+    interpolation = config.get("resize", "bilinear")
+    aligned = [
+        align.align(
+            photo.rgb, face, config["template"], size, margin=options.margin, interpolation=interpolation
+        )
+        for face in faces
+    ]
+    return Prepared(path, target, photo, faces, aligned)
+
+
+def _prepared_stream(
+    jobs: Sequence[tuple[Path, Path]], prepare: Callable[[Path, Path], Prepared], workers: int
+) -> Iterator[tuple[Path, Prepared | Exception]]:
+    """Prepare photos ahead in threads (OpenCV and PIL release the GIL), at most ``2*workers`` in flight."""
+    if workers <= 1 or len(jobs) <= 1:
+        for path, target in jobs:
+            yield path, _attempt(prepare, path, target)
+        return
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceedit-prep") as pool:
+        pending: list[tuple[Path, cf.Future[Prepared | Exception]]] = []
+        queue = iter(jobs)
+        for path, target in queue:
+            pending.append((path, pool.submit(_attempt, prepare, path, target)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            path, future = pending.pop(0)
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt[0], pool.submit(_attempt, prepare, *nxt)))
+            yield path, future.result()
+
+
+def _attempt(prepare: Callable[[Path, Path], Prepared], path: Path, target: Path) -> Prepared | Exception:
+    try:
+        return prepare(path, target)
+    except FaceeditError as e:
+        return e
+    except (OSError, ValueError) as e:  # anything a broken file can raise that we did not foresee
+        return e
+
+
+def default_workers() -> int:
+    """Threads that decode and detect ahead of the generator (``FACEEDIT_WORKERS`` overrides)."""
+    env = os.environ.get("FACEEDIT_WORKERS")
+    return max(1, int(env)) if env and env.isdigit() else min(4, os.cpu_count() or 1)
+
+
+def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[tuple[Path, Path]]:
+    """(input, output) pairs still to do; existing outputs are skipped or refused up front."""
+    jobs = []
+    for path in paths:
+        target = plan.path_for(path)
+        try:
+            if not plan.check(target, source=path):
+                report.add(Item(input=path, status="skipped", outputs=[target], details={"reason": "exists"}))
+                continue
+        except FaceeditError as e:
+            report.fail(path, e)
+            continue
+        jobs.append((path, target))
+    return jobs
+
+
+def _groups(
+    stream: Iterator[tuple[Path, Prepared | Exception]], report: Report, batch_faces: int
+) -> Iterator[list[Prepared]]:
+    """Photos grouped so that one generator call sees about ``batch_faces`` faces from several photos."""
+    group: list[Prepared] = []
+    count = 0
+    for path, prepared in stream:
+        if isinstance(prepared, Exception):
+            report.fail(path, prepared)
+            continue
+        group.append(prepared)
+        count += len(prepared.aligned)
+        if count >= batch_faces:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+# ------------------------------------------------------------------------------------------- edit
+
+
+def edit_many(
+    paths: Sequence[Path],
+    engine: Engine,
+    request: EditRequest,
+    plan: OutputPlan,
+    *,
+    on_done: Callable[[Item], None] | None = None,
+    workers: int | None = None,
+) -> Report:
+    """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report."""
+    config = engine.config
+    names = list(config["attributes"])
+    spec = attributes.check(names, request.spec, config["conditioning"], model=_model_name(config))
+    report = Report()
+    jobs = plan_jobs(paths, plan, report)
+    prepare = functools.partial(_prepare_job, config=config, options=request.faces)
+    stream = _prepared_stream(jobs, prepare, workers or default_workers())
+    for group in _groups(stream, report, request.batch_size):
+        _edit_group(group, engine, request, spec, plan, report, on_done)
+    return report
+
+
+def _prepare_job(path: Path, target: Path, *, config: dict[str, Any], options: FaceOptions) -> Prepared:
+    return _prepare(path, target, config, options)
+
+
+def _model_name(config: dict[str, Any]) -> str:
+    return f"this {config['arch']} model"
+
+
+def _edit_group(
+    group: list[Prepared],
+    engine: Engine,
+    request: EditRequest,
+    spec: attributes.EditSpec,
+    plan: OutputPlan,
+    report: Report,
+    on_done: Callable[[Item], None] | None,
+) -> None:
+    config = engine.config
+    names = list(config["attributes"])
+    crops = [a.crop for p in group for a in p.aligned]
+    x = images.to_tensor(crops)
+    logits = engine.classify(x, request.batch_size)
+    estimate = None if logits is None else attributes.labels_from_logits(logits)
+    source = attributes.source_labels(names, len(crops), request.source, estimate)
+    cond = attributes.encode(config["conditioning"], names, source, spec)
+    edited = images.from_tensor(engine.generate(x, cond, request.batch_size).images)
+    start = 0
+    for prepared in group:
+        n = len(prepared.aligned)
+        faces = slice(start, start + n)
+        start += n
+        item = _finish_edit(prepared, edited[faces], source[faces], logits, faces, request, plan, engine, x)
+        report.add(item)
+        if on_done:
+            on_done(item)
+
+
+def _finish_edit(
+    prepared: Prepared,
+    edited: list[np.ndarray],
+    source: np.ndarray,
+    logits: np.ndarray | None,
+    faces: slice,
+    request: EditRequest,
+    plan: OutputPlan,
+    engine: Engine,
+    x: Any,
+) -> Item:
+    names = list(engine.config["attributes"])
+    item = Item(input=prepared.path, faces=len(edited))
+    try:
+        pixels = _paste(prepared, edited, request.paste)
+        images.write(
+            prepared.target, pixels, like=prepared.photo, overwrite=plan.overwrite, quality=request.quality
+        )
+        item.outputs.append(prepared.target)
+        if request.grid:
+            item.outputs.append(_write_grid(prepared, engine, request, source, x[faces], plan))
+        if request.save_crops:
+            item.outputs.extend(_write_crops(prepared, edited, plan))
+    except FaceeditError as e:
+        return Item(
+            input=prepared.path, status="failed", faces=len(edited), error=str(e), outputs=item.outputs
+        )
+    item.details["faces_detail"] = [
+        _face_json(f, source[i], None if logits is None else logits[faces][i], names)
+        for i, f in enumerate(prepared.faces)
+    ]
+    return item
+
+
+def _face_json(face: Face, source: np.ndarray, logits: np.ndarray | None, names: list[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "box": [round(float(v), 1) for v in face.box],
+        "score": round(float(face.score), 4),
+        "source": [n for n, v in zip(names, source, strict=True) if v > 0.5],
+    }
+    if logits is not None:
+        probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+        doc["probabilities"] = {n: round(float(p), 3) for n, p in zip(names, probs, strict=True)}
+    return doc
+
+
+def _paste(prepared: Prepared, edited: Sequence[np.ndarray], options: PasteOptions) -> np.ndarray:
+    """The photo's own pixels (its depth; gray/alpha handled by images.write) with every face pasted."""
+    from faceedit.face import blend
+
+    out = prepared.photo.pixels.copy()
+    order = sorted(range(len(edited)), key=lambda i: prepared.faces[i].width * prepared.faces[i].height)
+    for i in order:  # largest face last: it wins where faces overlap
+        blend.paste_into(
+            out,
+            edited[i],
+            prepared.aligned[i].matrix,
+            original=prepared.aligned[i].crop,
+            color_match=options.color_match,  # type: ignore[arg-type]
+            blend=options.blend,  # type: ignore[arg-type]
+        )
+    return out
+
+
+def _side_path(plan: OutputPlan, target: Path, tag: str) -> Path:
+    return target.with_name(f"{target.stem}_{tag}.png")
+
+
+def _write_grid(
+    prepared: Prepared, engine: Engine, request: EditRequest, source: np.ndarray, x: Any, plan: OutputPlan
+) -> Path:
+    """A comparison strip per face (rows): input, reconstruction, each edit (or each sweep intensity)."""
+    config = engine.config
+    names = list(config["attributes"])
+    columns = _grid_specs(request)
+    cells = [list(a.crop for a in prepared.aligned)]
+    for spec in columns:
+        cond = attributes.encode(config["conditioning"], names, source, spec)
+        cells.append(images.from_tensor(engine.generate(x, cond, request.batch_size).images))
+    target = _side_path(plan, prepared.target, "grid")
+    images.write(target, _mosaic(cells), overwrite=plan.overwrite)
+    return target
+
+
+def _grid_specs(request: EditRequest) -> list[attributes.EditSpec]:
+    reconstruction = attributes.EditSpec()
+    if request.sweep:
+        return [reconstruction, *attributes.sweep(request.spec, request.sweep)]
+    singles = [attributes.EditSpec(add=(n,), intensity=request.spec.strength(n)) for n in request.spec.add]
+    singles += [
+        attributes.EditSpec(remove=(n,), intensity=request.spec.strength(n)) for n in request.spec.remove
+    ]
+    combined = [request.spec] if len(singles) != 1 else []
+    return [reconstruction, *singles, *combined]
+
+
+def _mosaic(columns: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """Columns of equally sized HWC crops -> one image (faces as rows), 2 px white gutters."""
+    rows = len(columns[0])
+    size = columns[0][0].shape[0]
+    gap = 2
+    out = np.full((rows * (size + gap) - gap, len(columns) * (size + gap) - gap, 3), 255, np.uint8)
+    for c, column in enumerate(columns):
+        for r, crop in enumerate(column):
+            y, x = r * (size + gap), c * (size + gap)
+            out[y : y + size, x : x + size] = images.to_uint8(np.asarray(crop))[..., :3]
+    return out
+
+
+def _write_crops(prepared: Prepared, edited: Sequence[np.ndarray], plan: OutputPlan) -> list[Path]:
+    written = []
+    for i, (aligned, out) in enumerate(zip(prepared.aligned, edited, strict=True)):
+        for tag, crop in ((f"face{i}_in", aligned.crop), (f"face{i}_out", out)):
+            target = _side_path(plan, prepared.target, tag)
+            images.write(target, images.to_uint8(crop), overwrite=plan.overwrite)
+            written.append(target)
+    return written
+
+
+# ------------------------------------------------------------------------------------------ anime
+
+
+def anime_many(
+    paths: Sequence[Path],
+    engine: Engine,
+    request: AnimeRequest,
+    plan: OutputPlan,
+    *,
+    on_done: Callable[[Item], None] | None = None,
+    workers: int | None = None,
+) -> Report:
+    """U-GAT-IT on every face (pasted back) or, with ``whole``, on each whole picture."""
+    if engine.config["arch"] != "ugatit":
+        raise UsageError(
+            f"faceedit anime needs a U-GAT-IT model, not {engine.config['arch']}",
+            "use --model ugatit-selfie2anime-256 (or faceedit edit for attribute models)",
+        )
+    if not 0.0 <= request.intensity <= 1.0:
+        raise UsageError("anime --intensity blends with the input: give a value from 0 to 1")
+    report = Report()
+    jobs = plan_jobs(paths, plan, report)
+    prepare = (
+        _prepare_whole
+        if request.whole
+        else functools.partial(_prepare_job, config=engine.config, options=request.faces)
+    )
+    stream = _prepared_stream(jobs, prepare, workers or default_workers())
+    for group in _groups(stream, report, request.batch_size):
+        for item in _anime_group(group, engine, request, plan):
+            report.add(item)
+            if on_done:
+                on_done(item)
+    return report
+
+
+def _prepare_whole(path: Path, target: Path) -> Prepared:
+    return Prepared(path, target, images.read(path))
+
+
+def _anime_group(
+    group: list[Prepared], engine: Engine, request: AnimeRequest, plan: OutputPlan
+) -> list[Item]:
+    size = int(engine.config["image_size"])
+    crops = (
+        [_whole_crop(p, size) for p in group] if request.whole else [a.crop for p in group for a in p.aligned]
+    )
+    x = images.to_tensor(crops)
+    result = engine.generate(x, None, request.batch_size)
+    out = _blend_intensity(x, result.images, request.intensity)
+    items, start = [], 0
+    for prepared in group:
+        n = 1 if request.whole else len(prepared.aligned)
+        chunk = out[start : start + n]
+        heat = None if result.heatmaps is None else result.heatmaps[start : start + n]
+        start += n
+        items.append(_finish_anime(prepared, chunk, heat, request, plan))
+    return items
+
+
+def _whole_crop(prepared: Prepared, size: int) -> np.ndarray:
+    import cv2
+
+    # The official test resizes the whole picture to S x S (aspect ratio not kept), bilinear.
+    return cv2.resize(prepared.photo.rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _blend_intensity(x: Any, generated: Any, intensity: float) -> list[np.ndarray]:
+    mixed = x * (1.0 - intensity) + generated * intensity
+    return images.from_tensor(mixed)
+
+
+def _finish_anime(
+    prepared: Prepared, outputs: list[np.ndarray], heatmaps: Any, request: AnimeRequest, plan: OutputPlan
+) -> Item:
+    item = Item(input=prepared.path, faces=0 if request.whole else len(outputs))
+    try:
+        pixels = (
+            _whole_back(prepared, outputs[0]) if request.whole else _paste(prepared, outputs, request.paste)
+        )
+        images.write(
+            prepared.target, pixels, like=prepared.photo, overwrite=plan.overwrite, quality=request.quality
+        )
+        item.outputs.append(prepared.target)
+        if request.grid:
+            item.outputs.append(_write_anime_grid(prepared, outputs, heatmaps, request, plan))
+        if request.save_crops and not request.whole:
+            item.outputs.extend(_write_crops(prepared, outputs, plan))
+    except FaceeditError as e:
+        return Item(input=prepared.path, status="failed", error=str(e), outputs=item.outputs)
+    if not request.whole:
+        item.details["faces_detail"] = [
+            {"box": [round(float(v), 1) for v in f.box], "score": round(float(f.score), 4)}
+            for f in prepared.faces
+        ]
+    return item
+
+
+def _whole_back(prepared: Prepared, translated: np.ndarray) -> np.ndarray:
+    """The translated S x S picture resized back to the photo's size and depth."""
+    import cv2
+
+    h, w = prepared.photo.height, prepared.photo.width
+    big = cv2.resize(translated, (w, h), interpolation=cv2.INTER_CUBIC)
+    if prepared.photo.pixels.dtype == np.uint16:
+        return big.astype(np.uint16) * 257
+    return big
+
+
+def _write_anime_grid(
+    prepared: Prepared, outputs: list[np.ndarray], heatmaps: Any, request: AnimeRequest, plan: OutputPlan
+) -> Path:
+    """Per face: input crop, translation, and the CAM attention heatmap (jet colour map)."""
+    size = outputs[0].shape[0]
+    inputs = [_whole_crop(prepared, size)] if request.whole else [a.crop for a in prepared.aligned]
+    columns = [inputs, outputs]
+    if heatmaps is not None:
+        columns.append([_heatmap_image(h, size) for h in heatmaps])
+    target = _side_path(plan, prepared.target, "grid")
+    images.write(target, _mosaic(columns), overwrite=plan.overwrite)
+    return target
+
+
+def _heatmap_image(heatmap: Any, size: int) -> np.ndarray:
+    """U-GAT-IT's own visualisation: min-max normalise, resize, JET colour map."""
+    import cv2
+
+    h = np.asarray(heatmap, np.float32).reshape(heatmap.shape[-2:])
+    h = h - h.min()
+    h = h / max(float(h.max()), 1e-8)
+    h = cv2.resize((h * 255).astype(np.uint8), (size, size))
+    return cv2.cvtColor(cv2.applyColorMap(h, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

@@ -408,3 +408,37 @@ def test_build_gives_eval_modules_and_missing_classifier_is_none() -> None:
     assert model.classifier is None and not model.generator.training
     empty = models.build(model.config, empty=True)
     assert next(empty.generator.parameters()).is_meta
+
+
+@pytest.mark.gpu
+def test_fixture_models_load_and_run_on_cuda(fixtures_dir: Path, tmp_path: Path) -> None:
+    """models.load(device='cuda') gives the CPU reference outputs on the GPU (TF32 off)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    cases = [
+        ("stargan", "stargan/stargan_fixture", "stargan/stargan_fixture.npz", "c_trg", "out_train_mode"),
+        (
+            "attgan",
+            "attgan/output/fixture_32_shortcut2_inject1",
+            "attgan/attgan_fixture.npz",
+            "att_b_scaled",
+            "out",
+        ),
+        ("stgan", "stgan/experiments/stgan_fixture", "stgan/stgan_fixture.npz", "diff_test", "out_test"),
+        ("ugatit", "ugatit/results/fixture_full", "ugatit/ugatit_fixture_full.npz", None, "A2B_out"),
+    ]
+    for arch, source, npz, cond, out in cases:
+        ref = np.load(fixtures_dir / npz)
+        folder = models.save(import_checkpoint(arch, fixtures_dir / source), tmp_path / arch)
+        model = models.load(folder, device="cuda")
+        assert next(model.generator.parameters()).is_cuda
+        x = torch.from_numpy(ref["x"]).cuda()
+        with torch.no_grad():
+            y = (
+                model.generator(x)[0]
+                if cond is None
+                else model.generator(x, torch.from_numpy(ref[cond][1]).cuda())
+            )
+        expected = ref[out] if cond is None else ref[out][1]
+        assert np.abs(y.cpu().numpy() - expected).max() <= 1e-4, arch
+        if model.classifier is not None:
+            assert model.classifier(x).shape == (2, len(model.attributes))

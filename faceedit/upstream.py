@@ -130,7 +130,8 @@ def read_torch_file(path: Path) -> Any:
 
     if not path.is_file():
         raise UsageError(f"{path} is not a file", "pass the checkpoint file or the training run's folder")
-    head = path.open("rb").read(64)
+    with path.open("rb") as f:
+        head = f.read(64)
     if not head:
         raise CheckpointError(f"{path.name} is empty", "download or copy the checkpoint again")
     _reject_text(path, head)
@@ -296,7 +297,8 @@ def _assemble(config: dict, g_state: dict, c_state: dict | None, source: Path) -
     model = models.build(config, empty=True)
     models.load_weights(model.generator, as_float32(g_state), f"{source.name} (generator)")
     if model.classifier is not None:
-        models.load_weights(model.classifier, as_float32(c_state or {}), f"{source.name} (discriminator)")
+        d_name = config["provenance"].get("classifier_source_file", source.name)
+        models.load_weights(model.classifier, as_float32(c_state or {}), f"{d_name} (discriminator)")
     model.generator.eval()
     if model.classifier is not None:
         model.classifier.eval()

@@ -290,11 +290,18 @@ def _few(keys: list[str], n: int = 3) -> str:
 
 
 def state_tensors(model: FaceModel) -> dict[str, torch.Tensor]:
-    """The flat, prefixed tensor dict written to model.safetensors."""
+    """The flat, prefixed tensor dict written to model.safetensors (CPU, contiguous, no shared storage)."""
     tensors = {f"generator.{k}": v for k, v in model.generator.state_dict().items()}
     if model.classifier is not None:
         tensors.update({f"classifier.{k}": v for k, v in model.classifier.state_dict().items()})
-    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    out, seen = {}, set()
+    for key, value in tensors.items():
+        value = value.detach().to("cpu").contiguous()
+        storage = value.untyped_storage().data_ptr()
+        # safetensors refuses tensors sharing memory (an importer may fill two keys with one tensor).
+        out[key] = value.clone() if storage in seen else value
+        seen.add(storage)
+    return out
 
 
 def save(model: FaceModel, folder: Path | str, overwrite: bool = False) -> Path:

@@ -17,6 +17,16 @@ from faceedit.cli import app
 
 runner = CliRunner()
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny 32-px models gain nothing from threads, and OpenMP barriers stall on shared, busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SOURCES = {
     "stargan": "stargan/stargan_fixture",
     "attgan": "attgan/output/fixture_32_shortcut2_inject1",

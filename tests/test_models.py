@@ -18,6 +18,15 @@ from tests._tiny import tiny_model
 TOL = 1e-5
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny 32-px models gain nothing from threads, and OpenMP barriers stall on shared, busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _close(actual: torch.Tensor, expected: np.ndarray, what: str) -> None:
     err = float(np.abs(actual.detach().numpy() - expected).max())
     assert err <= TOL, f"{what}: max |diff| {err:.2e} > {TOL}"

@@ -17,6 +17,16 @@ from faceedit.models import stargan
 from faceedit.upstream import import_checkpoint, tf_checkpoint_prefix
 from tests import _tiny
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny 32-px models gain nothing from threads, and OpenMP barriers stall on shared, busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------------------------------
 # Full-size official layouts from the key manifests (stride-0 tensors: tiny files, no memory)
 

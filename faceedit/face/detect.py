@@ -94,7 +94,10 @@ class Face:
 
 
 class Backend(Protocol):
-    """A face detector: uint8 HWC RGB in, faces in that image's coordinates out."""
+    """A face detector: uint8 HWC RGB in, faces in that image's coordinates out.
+
+    A backend may set ``max_side`` (px) to cap the detection copy below the default 1024.
+    """
 
     name: str
 
@@ -165,6 +168,7 @@ class YunetBackend:
     """YuNet (libfacedetection) compiled into the optional ``yuface`` wheel; box + 5 points."""
 
     name = "yunet"
+    max_side = 960  # libfacedetection degrades (false positives) on larger inputs
 
     def __init__(self) -> None:
         try:
@@ -177,7 +181,11 @@ class YunetBackend:
         self._detect = yuface.detect
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
-        confs, boxes, points = self._detect(np.ascontiguousarray(rgb[..., ::-1]), conf=0.5)  # wants BGR
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "image too large": we already limit the size
+            confs, boxes, points = self._detect(np.ascontiguousarray(rgb[..., ::-1]), conf=0.5)  # wants BGR
         faces = []
         for c, (x, y, w, h), p in zip(
             confs, boxes.astype(np.float64), points.astype(np.float32), strict=True
@@ -403,7 +411,7 @@ def find_faces(
     ``try_rotations``, the copy is also tried turned by 90/270/180 degrees (MTCNN misses sideways faces).
     """
     backend = get_backend(detector, device) if detector is None or isinstance(detector, str) else detector
-    small, to_photo = _resize_for_detection(rgb, max_side)
+    small, to_photo = _resize_for_detection(rgb, min(max_side, getattr(backend, "max_side", max_side)))
     min_size = max(min_face_size / to_photo[0, 0], 1.0)
 
     def run(image: np.ndarray, to_small: np.ndarray) -> list[Face]:

@@ -1,0 +1,199 @@
+"""Face pipeline figures: per-photo detect / align / paste-back times at 0.25, 1 and 12 MP per detector
+backend, and how well each backend's 5 points agree with 68-point landmarks on the astronaut.
+
+Run: ``python benchmarks/face_pipeline.py [--repeats 3] [--fan-random-weights]``. Prints a table; no
+assertions (speed targets live here, not in tests). Photos are synthesised from scikit-image's
+astronaut (upscaled and reflect-padded), so no data is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+# face-pipeline.md §2: landmark-model points on astronaut.png (FaceMesh 468 in cv2.dnn, dlib 68).
+FACEMESH = np.array([[202.9, 101.7], [245.6, 103.9], [222.5, 129.3], [198.0, 138.6], [246.7, 140.3]])
+DLIB_EYES_MOUTH = np.array([[203.2, 101.5], [246.5, 104.2], [201, 139], [246, 141]])
+SIZES = {"0.25 MP": (512, 512), "1 MP": (1024, 1024), "12 MP": (3000, 4000)}
+
+
+def astronaut() -> np.ndarray:
+    import skimage
+
+    from faceedit import images
+
+    return images.read(Path(skimage.__file__).parent / "data" / "astronaut.png").rgb
+
+
+def synthesise(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The astronaut scaled to the photo's height, reflect-padded to its width (one face, sized with it)."""
+    import cv2
+
+    side = height
+    scaled = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_CUBIC if side > 512 else cv2.INTER_AREA)
+    pad = width - side
+    return cv2.copyMakeBorder(scaled, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101)
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def place_random_fan_weights() -> Path:
+    """Random-weight FAN/S3FD files in a temporary TORCH_HOME: right FLOPs, meaningless points."""
+    import torch
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    home = Path(tempfile.mkdtemp(prefix="faceedit-bench-torch-"))
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(FAN(4).state_dict(), folder / "2DFAN4-11f355bf06.pth.tar")
+    torch.save(s3fd().state_dict(), folder / "s3fd-619a316812.pth")
+    os.environ["TORCH_HOME"] = str(home)
+    return home
+
+
+def available_backends(fan_random: bool) -> list[str]:
+    from faceedit.face import detect
+
+    names = ["mtcnn"]
+    try:
+        import yuface  # noqa: F401
+
+        names.append("yunet")
+    except ImportError:
+        print("yunet: not installed (pip install yuface; CPython 3.11 only)")
+    if fan_random:
+        place_random_fan_weights()
+    if all(p.exists() for p in detect.fan_weight_paths()):
+        names.append("fan")
+        if fan_random:
+            keep_one_random_box("fan")
+    else:
+        print("fan: weights not cached (faceedit models download fan, or --fan-random-weights for timings)")
+    return names
+
+
+def agreement(backend: str, rgb: np.ndarray, fan_random: bool) -> str:
+    """Mean / max distance (px, IOD ~43) of the backend's points to FaceMesh's and dlib's."""
+    from faceedit.face import detect
+
+    if backend == "fan" and fan_random:
+        return "n/a (random weights)"
+    faces = detect.detect(rgb, backend)
+    if not faces:
+        return "no face"
+    p = faces[0].points5
+    mesh = np.hypot(*(p - FACEMESH).T)
+    dlib = np.hypot(*(p[[0, 1, 3, 4]] - DLIB_EYES_MOUTH).T)
+    return f"FaceMesh {mesh.mean():.1f}/{mesh.max():.1f}  dlib {dlib.mean():.1f}/{dlib.max():.1f}"
+
+
+def robustness(backend: str, rgb: np.ndarray) -> str:
+    """Faces found in transformed copies (expected: 1 each; 3 in the canvas)."""
+    import cv2
+
+    from faceedit.face import detect
+
+    turned30 = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((255.5, 255.5), 30, 1), (512, 512))
+    canvas = np.zeros((512, 1280, 3), np.uint8)
+    canvas[:, :512], canvas[:, 768:] = rgb[:, ::-1], rgb
+    canvas[128:384, 540:796] = cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_AREA)
+    cases = {
+        "64px": cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA),
+        "rot30": turned30,
+        "rot90": np.rot90(rgb, 3),
+        "rot180": np.rot90(rgb, 2),
+        "3faces": canvas,
+    }
+    found = []
+    for name, image in cases.items():
+        faces = detect.detect(np.ascontiguousarray(image), backend, try_rotations=False, min_face_size=8)
+        found.append(f"{name}={len(faces)}")
+    return " ".join(found)
+
+
+def keep_one_random_box(backend: str) -> None:
+    """Random S3FD weights yield hundreds of boxes; time S3FD plus FAN on one face, as on a real photo."""
+    from faceedit.face import detect
+
+    detector = detect.get_backend(backend)._fa.face_detector  # type: ignore[attr-defined]
+    full = detector.detect_from_image
+    detector.detect_from_image = lambda image: [list(map(float, box)) for box in full(image)[:1]]
+
+
+def time_photo(backend: str, rgb: np.ndarray, repeats: int) -> tuple[float, float, float, float, int]:
+    """Seconds for detect, align (celeba 128 / ffhq 1024) and paste-back (partial colour match)."""
+    from faceedit.face import align, blend, detect
+
+    t_detect, faces = best_of(lambda: detect.detect(rgb, backend), repeats)
+    if not faces:
+        return t_detect, float("nan"), float("nan"), float("nan"), 0
+    face = faces[0]  # type: ignore[index]
+    t_celeba, aligned = best_of(lambda: align.align(rgb, face, "celeba-178", 128), repeats)
+    t_ffhq, _ = best_of(lambda: align.align(rgb, face, "ffhq", 1024), repeats)
+    crop, matrix = aligned.crop, aligned.matrix  # type: ignore[attr-defined]
+    t_paste, _ = best_of(lambda: blend.paste_back(rgb, crop, matrix, color_match="partial"), repeats)
+    return t_detect, t_celeba, t_ffhq, t_paste, len(faces)  # type: ignore[arg-type]
+
+
+def header() -> None:
+    import cv2
+    import torch
+
+    print(f"faceedit face pipeline benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+    )
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"opencv {cv2.__version__}, numpy {np.__version__}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="best of N runs per figure")
+    parser.add_argument("--fan-random-weights", action="store_true", help="time fan on random weights")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated subset of the photo sizes")
+    args = parser.parse_args()
+    header()
+    rgb = astronaut()
+    backends = available_backends(args.fan_random_weights)
+    print("\n5-point agreement on astronaut.png (mean/max px; IOD ~43 px) and robustness (faces found):")
+    for name in backends:
+        print(f"  {name:6s} {agreement(name, rgb, args.fan_random_weights)}")
+        if not (name == "fan" and args.fan_random_weights):
+            print(f"  {'':6s} {robustness(name, rgb)}")
+    print(
+        "\nper photo, best of",
+        args.repeats,
+        "(seconds): detect | align celeba-178@128 | align ffhq@1024 | paste",
+    )
+    for label in args.sizes.split(","):
+        h, w = SIZES[label.strip()]
+        photo = synthesise(rgb, h, w)
+        for name in backends:
+            t = time_photo(name, photo, args.repeats)
+            print(
+                f"  {label:8s} {w}x{h}  {name:6s} detect {t[0]:7.3f}  align {t[1]:6.3f} / {t[2]:6.3f}  "
+                f"paste {t[3]:6.3f}  faces {t[4]}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -256,7 +256,11 @@ def generator_state(
 
 
 def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int | bool]:
-    """Constructor arguments recovered from a generator state dict (TF flags from the extra keys)."""
+    """Constructor arguments recovered from a generator state dict (TF flags from the extra keys).
+
+    Not visible in the weights: ``unbiased_var`` (the port's True) and a light model's ``img_size``
+    (main.py's 256; light generators run at any multiple of 4).
+    """
     ngf = int(state["DownBlock.1.weight"].shape[0])
     fc_in = int(state["FC.0.weight"].shape[1])
     light = fc_in == 4 * ngf

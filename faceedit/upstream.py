@@ -365,6 +365,9 @@ def _stargan_file(path: Path) -> Path:
 def _stargan_d(d_obj: Any) -> tuple[dict, dict]:
     from faceedit.models import stargan
 
+    # Bare state dict (official -D.ckpt) or the hub copies' {"state_dict": D, "epoch": ...} wrapper.
+    if isinstance(d_obj, Mapping) and isinstance(d_obj.get("state_dict"), Mapping):
+        d_obj = d_obj["state_dict"]
     c_state = stargan.classifier_state(d_obj)
     return c_state, stargan.classifier_kwargs(c_state)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,12 +118,26 @@ class Prepared:
     aligned: list[AlignedFace] = field(default_factory=list)
 
 
+_threads = threading.local()
+
+
+def _detector(name: str | None) -> Any:
+    """A detector backend for this thread: OpenCV DNN nets must not be shared between threads."""
+    from faceedit.face import detect
+
+    key = detect.resolve_detector(name)
+    backends = _threads.__dict__.setdefault("backends", {})
+    if key not in backends:
+        backends[key] = detect.get_backend.__wrapped__(key)  # a fresh instance, not the shared one
+    return backends[key]
+
+
 def _prepare(path: Path, target: Path, config: dict[str, Any], options: FaceOptions) -> Prepared:
     from faceedit.face import align, detect
 
     photo = images.read(path, max_pixels=options.max_pixels)
     faces = detect.detect(
-        photo.rgb, options.detector, select=options.select, min_face_size=options.min_face_size
+        photo.rgb, _detector(options.detector), select=options.select, min_face_size=options.min_face_size
     )
     if not faces:
         raise NoFaceError(f"{path}: no face found", "try --detector fan or a smaller --min-face-size")

@@ -78,11 +78,15 @@ def tf_checkpoint_prefix(path: Path) -> Path | None:
 
 
 def import_tf_checkpoint(arch: str, prefix: Path, **overrides: Any) -> FaceModel:
-    """TensorFlow checkpoint -> FaceModel (TF-variant flags). Hook for the TF importer."""
-    raise CheckpointError(
-        f"{prefix} is a TensorFlow checkpoint; this build imports only PyTorch checkpoints",
-        f"pass {EXPECTED[arch]}",
-    )
+    """TensorFlow checkpoint -> FaceModel with the TF-variant flags (see :mod:`faceedit.tfimport`)."""
+    from faceedit import tfimport
+
+    if overrides.pop("discriminator", None) is not None:
+        raise UsageError(
+            "--discriminator applies to PyTorch checkpoints only",
+            "TF checkpoints are read for the generator alone; drop --discriminator",
+        )
+    return tfimport.import_tf_checkpoint(arch, prefix, **overrides)
 
 
 def _check_overrides(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -251,3 +251,20 @@ def test_fetch_fan_weights_downloads_into_hub_cache(tmp_path: Path, monkeypatch:
     assert len(fetched) == 3  # cached files are not fetched again
     with pytest.raises(UsageError):
         detect.fetch_fan_weights("dlib")
+
+
+@pytest.mark.gpu
+def test_fan_backend_on_cuda_agrees_with_cpu(
+    fan_home: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same random weights on both devices: the device is passed through and the points agree."""
+    monkeypatch.setenv("TORCH_HOME", str(fan_home))
+    box = [[*map(float, REF_BOX), 0.99]]
+    points = []
+    for device in ("cpu", "cuda"):
+        backend = detect.FanBackend(device)
+        assert str(next(backend._fa.face_alignment_net.parameters()).device).startswith(device)
+        monkeypatch.setattr(backend._fa.face_detector, "detect_from_image", lambda image: box)
+        points.append(_one(detect.find_faces(astronaut, backend, try_rotations=False)).points68)
+    close = np.hypot(*(points[0] - points[1]).T) < 1.0
+    assert close.mean() > 0.9  # heatmap argmax may flip on a few near-ties between devices

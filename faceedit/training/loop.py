@@ -57,7 +57,10 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
 
 
 def setup(requested_device: str) -> Dist:
-    """Join the torchrun job when launched by torchrun (nccl on CUDA, gloo on CPU), else a world of 1."""
+    """Join the torchrun job when launched by torchrun (nccl on CUDA, gloo on CPU), else a world of 1.
+
+    A process group that already exists (made by the caller) is used as it is.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(requested_device, local_rank)
@@ -73,6 +76,7 @@ def setup(requested_device: str) -> Dist:
 
 
 def teardown() -> None:
+    """Leave the process group (only the one :func:`fit` made; see there)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -189,8 +193,9 @@ def wrap(state: TrainState, cfg: TrainConfig, d: Dist) -> None:
         net: nn.Module = model
         if d.world > 1:
             ids = [d.device.index] if d.device.type == "cuda" else None
-            # broadcast_buffers: BN/IN running statistics follow rank 0, as DataParallel's did.
-            net = nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+            # Buffers are broadcast from rank 0 before each forward (DDP's default): BN/IN running
+            # statistics follow rank 0, as they followed replica 0 under the official DataParallel.
+            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if cfg.compile and name in compilable:
             net = torch.compile(net)
         state.nets[name] = net
@@ -254,12 +259,16 @@ def fit(cfg: TrainConfig, run_dir: Path, resume: str | None = None) -> Path | No
     run = RunFolder(run_dir)
     ckpt_path = checkpoint.resolve(run.root, resume)
     if resume is None:
-        run.check_fresh()  # every rank checks before any rank can write (they all meet in setup first)
+        run.check_fresh()
+    joined = dist.is_available() and dist.is_initialized()  # a caller's group: leave it to the caller
     d = setup(cfg.device)
     try:
+        if d.world > 1:
+            dist.barrier()  # every rank has checked the run folder before rank 0 writes into it
         return _fit(cfg, run, ckpt_path, d)
     finally:
-        teardown()
+        if not joined:
+            teardown()
 
 
 def _fit(cfg: TrainConfig, run: RunFolder, ckpt_path: Path | None, d: Dist) -> Path | None:

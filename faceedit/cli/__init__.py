@@ -39,7 +39,7 @@ class FaceeditGroup(TyperGroup):
                 raise
             console.error("interrupted", "finished outputs were kept; nothing was half-written")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, BrokenPipeError):
             raise
         except Exception as e:
             if state.debug or _is_usage_exception(e):
@@ -77,15 +77,17 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+_VERSION_HELP = "Show the version and exit."
+_DEBUG_HELP = "Show tracebacks for expected errors too."
+
+
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True, help="Show the version and exit.")
+        bool, typer.Option("--version", "-V", callback=_show_version, is_eager=True, help=_VERSION_HELP)
     ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", envvar="FACEEDIT_DEBUG", help="Show tracebacks for expected errors too.")
-    ] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", envvar="FACEEDIT_DEBUG", help=_DEBUG_HELP)] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs (-vv: debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
     """faceedit: find every face, align it the way the model was trained, edit, paste back."""
@@ -109,4 +111,11 @@ def main() -> None:
     # `faceedit edit x.jpg --debug` is what people type; --debug is a root option, so move it up front.
     if "--debug" in argv[1:]:
         argv = ["--debug", *[a for a in argv if a != "--debug"]]
-    app(args=argv, prog_name="faceedit")
+    try:
+        app(args=argv, prog_name="faceedit")
+    except BrokenPipeError:
+        # `faceedit models list | head`: the reader went away; that is not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -102,7 +102,7 @@ def _train_d(
     D = state.net("D")
     with state.autocast():
         with torch.no_grad():
-            img_fake = state.models["G"](img_a, att_b_)
+            img_fake = state.local("G")(img_a, att_b_)
         d_real, dc_real = D(img_a)
         d_fake, _ = D(img_fake)
         out = {
@@ -123,8 +123,8 @@ def _train_g(
     att_b: torch.Tensor,
     att_b_: torch.Tensor,
 ) -> dict[str, Any]:
-    G, D = state.net("G"), state.models["D"]
-    with frozen(D), state.autocast():
+    G, D = state.net("G"), state.local("D")
+    with frozen(state.models["D"]), state.autocast():
         zs_a = G(img_a, mode="enc")
         img_fake = G(zs_a, att_b_, mode="dec")
         img_recon = G(zs_a, att_a_, mode="dec")

@@ -30,8 +30,9 @@ _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 @dataclass
 class TrainState:
-    """Everything a step changes. ``models`` are the plain modules (saved, exported); ``nets`` what the
-    step calls for passes whose gradients must be averaged across processes (DDP/compiled wrappers)."""
+    """Everything a step changes. ``models`` are the plain modules (saved, exported). ``nets`` are what a
+    step calls for the passes that train a network (DDP averages their gradients across processes; maybe
+    compiled); ``local_nets`` for passes that train nothing of it (no-grad fakes, a frozen critic)."""
 
     models: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
@@ -44,10 +45,15 @@ class TrainState:
     total_steps: int = 0
     steps_per_epoch: int = 1
     nets: dict[str, nn.Module] = field(default_factory=dict)
+    local_nets: dict[str, nn.Module] = field(default_factory=dict)
 
     def net(self, name: str) -> nn.Module:
-        """The module to call for a pass that trains ``name`` (wrapped under DDP/compile)."""
+        """The module to call for a pass that trains ``name`` (DDP-wrapped under torchrun)."""
         return self.nets.get(name, self.models[name])
+
+    def local(self, name: str) -> nn.Module:
+        """The module to call for a pass that does not train ``name``: never DDP, compiled if asked."""
+        return self.local_nets.get(name, self.models[name])
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision for the forward passes (a no-op when amp is off)."""

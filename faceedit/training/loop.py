@@ -190,15 +190,16 @@ def wrap(state: TrainState, cfg: TrainConfig, d: Dist) -> None:
     """DDP around every trained network when world > 1; torch.compile where the recipe allows it."""
     compilable = trainer(cfg.arch).COMPILABLE
     for name, model in state.models.items():
-        net: nn.Module = model
-        if d.world > 1:
-            ids = [d.device.index] if d.device.type == "cuda" else None
-            # Buffers are broadcast from rank 0 before each forward (DDP's default): BN/IN running
-            # statistics follow rank 0, as they followed replica 0 under the official DataParallel.
-            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if cfg.compile and name in compilable:
-            net = torch.compile(net)
-        state.nets[name] = net
+        compiled = cfg.compile and name in compilable
+        state.local_nets[name] = torch.compile(model) if compiled else model
+        if d.world == 1:
+            state.nets[name] = state.local_nets[name]
+            continue
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        # Buffers are broadcast from rank 0 before each forward (DDP's default): BN/IN running
+        # statistics follow rank 0, as they followed replica 0 under the official DataParallel.
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        state.nets[name] = torch.compile(ddp) if compiled else ddp
 
 
 def to_device(batch: Any, state: TrainState) -> Any:

@@ -68,11 +68,10 @@ def train_step(
     """One iteration: x_real [N,3,S,S] in [-1,1], label_org [N,A] in {0,1}."""
     x_real, label_org = batch
     label_trg = label_org[torch.randperm(label_org.size(0)).to(label_org.device)]
-    G, D = state.models["G"], state.models["D"]
     out: dict[str, Any] = {}
     with state.autocast():
         with torch.no_grad():
-            x_fake = G(x_real, label_trg)
+            x_fake = state.local("G")(x_real, label_trg)
         d_real, d_cls = state.net("D")(x_real)
         d_fake, _ = state.net("D")(x_fake)
         critic = lambda x: state.net("D")(x)[0]  # noqa: E731
@@ -84,9 +83,9 @@ def train_step(
         )
     state.update("D", d_loss)
     if (state.step + 1) % cfg.n_critic == 0:
-        with frozen(D), state.autocast():
+        with frozen(state.models["D"]), state.autocast():
             x_fake = state.net("G")(x_real, label_trg)
-            g_fake, g_cls = D(x_fake)
+            g_fake, g_cls = state.local("D")(x_fake)
             x_reconst = state.net("G")(x_fake, label_org)
             out["G/loss_fake"] = losses.wgan_g_loss(g_fake)
             out["G/loss_rec"] = losses.l1(x_real, x_reconst)

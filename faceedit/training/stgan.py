@@ -72,11 +72,11 @@ def train_step(
     c_trg = c_org[torch.randperm(c_org.size(0)).to(c_org.device)]
     attr_diff = c_trg - c_org
     attr_diff = attr_diff * torch.rand_like(attr_diff) * (2 * cfg.thres_int)
-    G, D = state.models["G"], state.net("D")
+    D = state.net("D")
     out: dict[str, Any] = {}
     with state.autocast():
         with torch.no_grad():
-            x_fake = G(x_real, attr_diff)
+            x_fake = state.local("G")(x_real, attr_diff)
         d_real, d_cls = D(x_real)
         d_fake, _ = D(x_fake)
         gp = losses.gradient_penalty(lambda x: D(x)[0], x_real, x_fake, state.scalers["D"])
@@ -87,7 +87,7 @@ def train_step(
     if (state.step + 1) % cfg.n_critic == 0:
         with frozen(state.models["D"]), state.autocast():
             x_fake = state.net("G")(x_real, attr_diff)
-            g_fake, g_cls = state.models["D"](x_fake)
+            g_fake, g_cls = state.local("D")(x_fake)
             x_reconst = state.net("G")(x_real, torch.zeros_like(attr_diff))
             out["G/loss_adv"] = losses.wgan_g_loss(g_fake)
             out["G/loss_cls"] = losses.attribute_bce_sum(g_cls, c_trg)

@@ -84,8 +84,8 @@ def _train_d(
     out: dict[str, Any] = {}
     with state.autocast():
         with torch.no_grad():
-            fake_A2B = state.models["genA2B"](real_A)[0]
-            fake_B2A = state.models["genB2A"](real_B)[0]
+            fake_A2B = state.local("genA2B")(real_A)[0]
+            fake_B2A = state.local("genB2A")(real_B)[0]
         for domain, real, fake in (("A", real_A, fake_B2A), ("B", real_B, fake_A2B)):
             total = 0
             for scale in "GL":
@@ -115,7 +115,7 @@ def _train_g(
             ("A", fake_B2A, fake_A2B2A, fake_A2A, real_A, fake_B2A_cam, fake_A2A_cam),
             ("B", fake_A2B, fake_B2A2B, fake_B2B, real_B, fake_A2B_cam, fake_B2B_cam),
         ):
-            adv = sum(sum(_critic_terms(state.models[f"dis{s}{domain}"], fake, True)) for s in "GL")
+            adv = sum(sum(_critic_terms(state.local(f"dis{s}{domain}"), fake, True)) for s in "GL")
             out[f"G/loss_{domain}"] = (
                 cfg.adv_weight * adv
                 + cfg.cycle_weight * losses.l1(recon, real)

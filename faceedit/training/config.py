@@ -66,7 +66,7 @@ class TrainConfig:
     flip: bool = True  # random horizontal flips where the official code flips
     seed: int = 0  # seeds weights, batch order, augmentation and every random draw of a step
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun: each process takes cuda:LOCAL_RANK)
-    amp: str = "off"  # CUDA mixed precision: off | bf16 | fp16 (fp16 uses a GradScaler)
+    amp: str = "off"  # mixed precision off | bf16 | fp16 (fp16 adds a GradScaler); meant for CUDA
     channels_last: bool = False  # NHWC memory format on CUDA (faster convolutions with AMP)
     compile: bool = False  # torch.compile the networks whose losses need no double backward
     workers: int = -1  # decoding processes per training process; -1 = automatic

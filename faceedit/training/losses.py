@@ -31,18 +31,17 @@ def gradient_penalty(
     """WGAN-GP: E[(‖∇D(x̂)‖₂ − 1)²], x̂ = α·x_real + (1 − α)·x_fake, α ~ U(0, 1) per sample.
 
     Images [N,3,H,W]; ``critic`` maps them to adversarial logits. The graph is kept (create_graph) so the
-    penalty trains D. With an fp16 GradScaler the critic output is scaled before the inner backward (so
-    small gradients survive half precision) and the gradient unscaled in float32 before its norm.
+    penalty trains D. With an fp16 GradScaler the inner backward is scaled too (so small gradients
+    survive half precision) and the gradient is unscaled in float32 before its norm.
     """
     alpha = torch.rand(x_real.size(0), 1, 1, 1, device=x_real.device)
     x_hat = (alpha * x_real.detach() + (1 - alpha) * x_fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    scaled = scaler is not None and scaler.is_enabled()
-    outputs = scaler.scale(out) if scaled else out
-    (grad,) = torch.autograd.grad(outputs, x_hat, torch.ones_like(outputs), create_graph=True)
-    grad = grad.float()
-    if scaled:
-        grad = grad / scaler.get_scale()
+    out = critic(x_hat).float()
+    scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
+    # The scale enters as the incoming gradient in float32, so the half-precision forward values never
+    # overflow; an overflow in the backward gives inf, and the GradScaler then skips the step.
+    (grad,) = torch.autograd.grad(out, x_hat, torch.full_like(out, scale), create_graph=True)
+    grad = grad.float() / scale
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 

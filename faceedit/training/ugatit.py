@@ -20,7 +20,9 @@ from faceedit.training.config import UGATITConfig
 
 GENERATORS = ("genA2B", "genB2A")
 CRITICS = ("disGA", "disGB", "disLA", "disLB")
-COMPILABLE = GENERATORS + CRITICS  # LSGAN losses: no double backward anywhere
+# Only the generators: a critic's spectral norm updates its power-iteration vectors in place during the
+# forward pass, and a compiled graph that saved them for backward then fails (seen on torch 2.11 CUDA).
+COMPILABLE = GENERATORS
 
 
 def generator_kwargs(cfg: UGATITConfig) -> dict[str, Any]:

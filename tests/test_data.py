@@ -171,6 +171,9 @@ def test_prepared_celeba_gives_the_same_batches(celeba_dir: Path, tmp_path: Path
         batches.append([next(data.batches) for _ in range(5)])
     for (xa, la), (xb, lb) in zip(*batches, strict=True):
         assert torch.equal(xa, xb) and torch.equal(la, lb)
+    spec = LoaderSpec(batch_size=4, seed=1, start=2, workers=2)  # worker processes read the memory map too
+    data = celeba.open_training(index, "attgan", "all", TEMPLATES["celeba-170"], 32, True, spec)
+    assert all(torch.equal(next(data.batches)[0], x) for x, _ in batches[0])
     with pytest.raises(UsageError, match="celeba-170 crops at 32 px"):
         celeba.open_training(index, "stargan", "all", TEMPLATES["celeba-178"], 32, True, spec)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -248,8 +249,16 @@ def make_loader(dataset: Dataset, n: int, spec: LoaderSpec, stream: int = 0) -> 
         pin_memory=spec.pin_memory,
         persistent_workers=spec.workers > 0,
         prefetch_factor=4 if spec.workers > 0 else None,
+        worker_init_fn=_leave_signals_to_the_trainer,
     )
     return iter(loader), batches.steps_per_epoch
+
+
+def _leave_signals_to_the_trainer(worker_id: int) -> None:
+    # Ctrl-C and SIGTERM reach the whole process group. The training process finishes its step, saves
+    # and shuts the workers down; a worker killed first would make the DataLoader raise mid-step.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def default_workers() -> int:

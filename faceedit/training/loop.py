@@ -286,7 +286,13 @@ def _fit(cfg: TrainConfig, run: RunFolder, ckpt_path: Path | None, d: Dist) -> P
         run.start(cfg, start if saved else None)
         console.info(_banner(cfg, d, data, total, start))
     fixed = to_device(data.fixed, state)
-    with StopRequest().installed() as stop, _Display(total, start, d.is_main) as show:
+    with (
+        StopRequest().installed() as stop,
+        _Display(total, start, d.is_main) as show,
+        warnings.catch_warnings(),
+    ):
+        # G's scheduler also steps on D-only iterations (the official lr follows the iteration count)
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         _run_steps(cfg, state, arch, data, fixed, run, d, stop, show)
     if not d.is_main:
         return None
@@ -307,8 +313,6 @@ def _run_steps(
     """The loop itself: one batch per step; logs, samples and checkpoints at their cadence."""
     meter = _Meter(cfg.batch_size * d.world)
     losses = _LossMeans()
-    last_saved = state.step
-    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
     while state.step < state.total_steps:
         batch = to_device(next(data.batches), state)
         torch.manual_seed(checkpoint.step_seed(cfg.seed, state.step, d.rank))
@@ -327,11 +331,10 @@ def _run_steps(
             run.write_samples(state.step, _sample(arch, state, cfg, fixed))
         if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or done or stopping:
             _save(state, cfg, run, d, data.counts)
-            last_saved = state.step
-        if stopping:
+        if stopping and not done:
             if d.is_main:
                 console.info(
-                    f"saved {checkpoint.path_for(run.root, last_saved)}; continue with --resume auto"
+                    f"saved {checkpoint.path_for(run.root, state.step)}; continue with --resume auto"
                 )
             raise KeyboardInterrupt
 

@@ -8,21 +8,24 @@ random flip or crop are pure functions of (seed, step), so a resumed run sees ex
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from faceedit.errors import UsageError
 from faceedit.fsutil import write_bytes_atomic
+
+if TYPE_CHECKING:  # torch is imported where it is used: `faceedit prepare`'s workers never load it
+    import torch
+    from torch.utils.data import Dataset
 
 PREPARED_FILE = "faceedit-prepared.json"
 PREPARED_FORMAT = "faceedit.prepared-data"
@@ -141,7 +144,7 @@ def open_images(root: Path, folder: str, names: Sequence[str], template: Templat
 
 
 def read_prepared(root: Path) -> dict[str, Any] | None:
-    """The manifest of a folder written by :func:`prepare`, or None for an ordinary dataset."""
+    """The manifest of a folder written by ``faceedit prepare``, or None for an ordinary dataset."""
     path = Path(root) / PREPARED_FILE
     if not path.is_file():
         return None
@@ -161,11 +164,15 @@ def augment_rng(seed: int, stream: int, epoch: int, index: int) -> np.random.Gen
 
 def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 [H,W,3] -> uint8 tensor [3,H,W] (contiguous, so pinning and copies stay cheap)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """uint8 [N,3,S,S] -> float32 [N,3,S,S] in [-1, 1] on ``device`` (x / 127.5 - 1, as images.to_tensor)."""
+    import torch
+
     x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -191,6 +198,8 @@ class StepBatches:
         start: int = 0,
         shuffle: bool = True,
     ) -> None:
+        from torch.utils.data import DistributedSampler
+
         self.sampler = DistributedSampler(
             range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
         )
@@ -233,6 +242,8 @@ class TrainData:
 
 def make_loader(dataset: Dataset, n: int, spec: LoaderSpec, stream: int = 0) -> tuple[Iterator[Any], int]:
     """(endless iterator of batches from step ``spec.start``, steps per epoch)."""
+    from torch.utils.data import DataLoader
+
     batches = StepBatches(
         n, spec.batch_size, spec.seed + 1_000_003 * stream, spec.rank, spec.world, spec.start
     )
@@ -301,7 +312,8 @@ def prepare_folder(
         for i in range(0, len(names), chunk)
     ]
     if workers > 0:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: forking a process that already runs torch's threads can deadlock the child
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for done in pool.map(_prepare_chunk, jobs):
                 if advance:
                     advance(done)

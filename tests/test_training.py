@@ -443,6 +443,15 @@ def test_cli_prepare_then_train_from_it(data_dirs: dict[str, Path], tmp_path: Pa
         app, [*args[: -len(_settings("ugatit"))], "--image-size", "48", "--out", str(tmp_path / "x")]
     )
     assert result.exit_code == 2
+    (tmp_path / "model-B2A").mkdir()
+    (tmp_path / "model-B2A" / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 5 and not (tmp_path / "model").exists()  # refused before writing anything
+    result = runner.invoke(
+        app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--overwrite"]
+    )
+    assert result.stdout.split() == [str(tmp_path / "model"), str(tmp_path / "model-B2A")]
+    assert models.load(tmp_path / "model-B2A").config["direction"] == "B2A"
 
 
 # ------------------------------------------------------------------------------------ mixed precision

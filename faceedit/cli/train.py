@@ -188,9 +188,9 @@ def export_command(
     from faceedit.training import checkpoint
 
     path = checkpoint.resolve(run, str(run))
-    folder = checkpoint.export_checkpoint(path, out, overwrite=overwrite)
-    console.info(f"exported {path} -> {folder}")
-    console.emit(str(folder))
+    for folder in checkpoint.export_checkpoint(path, out, overwrite=overwrite):
+        console.info(f"exported {path} -> {folder}")
+        console.emit(str(folder))
 
 
 def prepare_command(

@@ -260,9 +260,13 @@ def export(
     counts: dict[str, int],
     out: Path,
     overwrite: bool = True,
-) -> Path:
-    """Write the trained networks as model folder(s): ``out``, and ``out-B2A`` for U-GAT-IT's second G."""
+) -> list[Path]:
+    """Write the trained networks as model folder(s): ``out``, and ``out-B2A`` for U-GAT-IT's second G.
+
+    Every target is checked before the first is written, so a refused export writes nothing.
+    """
     from faceedit import models as registry
+    from faceedit.errors import OutputError
     from faceedit.training import config as config_module
     from faceedit.training import trainer
 
@@ -271,12 +275,19 @@ def export(
         "upstream": f"trained with faceedit {__version__}",
         "trained": {"steps": step, "data": str(cfg.data), "images": dict(counts), "recipe": recipe},
     }
-    for suffix, model in trainer(cfg.arch).release(cfg, models, provenance).items():
-        registry.save(model, out.with_name(out.name + (f"-{suffix}" if suffix else "")), overwrite=overwrite)
-    return out
+    releases = trainer(cfg.arch).release(cfg, models, provenance)
+    targets = {
+        out.with_name(out.name + (f"-{suffix}" if suffix else "")): m for suffix, m in releases.items()
+    }
+    for target in targets:
+        if not overwrite and target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise OutputError(
+                f"{target} already exists and is not empty", "pass --overwrite or choose another --out"
+            )
+    return [registry.save(model, target, overwrite=overwrite) for target, model in targets.items()]
 
 
-def export_checkpoint(path: Path, out: Path, overwrite: bool = False) -> Path:
+def export_checkpoint(path: Path, out: Path, overwrite: bool = False) -> list[Path]:
     """``faceedit export``: rebuild the networks of a checkpoint and write their model folder(s)."""
     from faceedit.training import config as config_module
     from faceedit.training import trainer

@@ -296,7 +296,7 @@ def _fit(cfg: TrainConfig, run: RunFolder, ckpt_path: Path | None, d: Dist) -> P
         _run_steps(cfg, state, arch, data, fixed, run, d, stop, show)
     if not d.is_main:
         return None
-    return checkpoint.export(cfg, state.models, state.step, data.counts, run.root / RELEASE_DIR)
+    return checkpoint.export(cfg, state.models, state.step, data.counts, run.root / RELEASE_DIR)[0]
 
 
 def _run_steps(

@@ -2,15 +2,19 @@
 
 read -> detect -> align to the model's training crop -> batch through the generator (faces of several
 photos together) -> paste back -> write. Photos are decoded and detected ahead in worker threads while
-the generator runs; the model is loaded once per process.
+the generator runs, and pasted back and encoded behind it in writer threads (bounded queues both ways,
+so memory does not grow with the folder); the model is loaded once per process.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import os
 import threading
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +28,18 @@ from faceedit.errors import FaceeditError, NoFaceError, UsageError
 
 if TYPE_CHECKING:
     from faceedit.face.align import AlignedFace
-    from faceedit.face.detect import Face
+    from faceedit.face.detect import Backend, Face
     from faceedit.runtime import Engine
 
 
 @dataclass(frozen=True)
 class FaceOptions:
-    """How faces are found and cut out (``--detector``, ``--face``, ``--min-face-size``, ``--margin``)."""
+    """How faces are found and cut out (``--detector``, ``--face``, ``--min-face-size``, ``--margin``).
 
-    detector: str | None = None
+    ``detector`` is a backend name, or a thread-safe backend object used as it is (benchmarks, tests).
+    """
+
+    detector: str | Backend | None = None
     select: str = "all"
     min_face_size: float = 20.0
     margin: float = 0.0
@@ -80,16 +87,24 @@ class AnimeRequest:
 
 
 @functools.lru_cache(maxsize=2)
-def load_engine(spec: str, device: str = "auto", precision: str = "auto", offline: bool = False) -> Engine:
+def load_engine(
+    spec: str,
+    device: str = "auto",
+    precision: str = "auto",
+    offline: bool = False,
+    *,
+    compile: bool = False,
+    cuda_graphs: bool = False,
+) -> Engine:
     """The model ``spec`` (card name, ``hf:org/repo``, folder) on ``device``; built once per process."""
     from faceedit import hub
-    from faceedit.runtime import Engine, resolve_device
+    from faceedit.runtime import Engine, resolve_device, resolve_precision
 
     resolved_device = resolve_device(device)  # usage errors before any download
+    resolve_precision(precision, resolved_device)
     model = hub.load(spec, device="cpu", offline=offline)
-    return Engine(
-        model, resolved_device.type if resolved_device.index is None else str(resolved_device), precision
-    )
+    where = resolved_device.type if resolved_device.index is None else str(resolved_device)
+    return Engine(model, where, precision, compile=compile, cuda_graphs=cuda_graphs)
 
 
 def describe(engine: Engine, spec: str) -> str:
@@ -118,13 +133,40 @@ class Prepared:
     aligned: list[AlignedFace] = field(default_factory=list)
 
 
+class StageTimes:
+    """Seconds per pipeline stage (decode, detect, align, classify, generate, paste, encode), summed over
+    the threads that ran it: stages overlap in time, so the sum can exceed the wall time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.seconds[name] += elapsed
+                self.calls[name] += 1
+
+
+def _stage(timings: StageTimes | None, name: str) -> contextlib.AbstractContextManager[None]:
+    return timings.stage(name) if timings is not None else contextlib.nullcontext()
+
+
 _threads = threading.local()
 
 
-def _detector(name: str | None) -> Any:
+def _detector(name: str | Backend | None) -> Any:
     """A detector backend for this thread: OpenCV DNN nets must not be shared between threads."""
     from faceedit.face import detect
 
+    if name is not None and not isinstance(name, str):
+        return name
     key = detect.resolve_detector(name)
     backends = _threads.__dict__.setdefault("backends", {})
     if key not in backends:
@@ -132,23 +174,35 @@ def _detector(name: str | None) -> Any:
     return backends[key]
 
 
-def _prepare(path: Path, target: Path, config: dict[str, Any], options: FaceOptions) -> Prepared:
+def _prepare(
+    path: Path,
+    target: Path,
+    config: dict[str, Any],
+    options: FaceOptions,
+    timings: StageTimes | None = None,
+) -> Prepared:
     from faceedit.face import align, detect
 
-    photo = images.read(path, max_pixels=options.max_pixels)
-    faces = detect.detect(
-        photo.rgb, _detector(options.detector), select=options.select, min_face_size=options.min_face_size
-    )
+    with _stage(timings, "decode"):
+        photo = images.read(path, max_pixels=options.max_pixels)
+    with _stage(timings, "detect"):
+        faces = detect.detect(
+            photo.rgb,
+            _detector(options.detector),
+            select=options.select,
+            min_face_size=options.min_face_size,
+        )
     if not faces:
         raise NoFaceError(f"{path}: no face found", "try --detector fan or a smaller --min-face-size")
     size = int(config["image_size"])
     interpolation = config.get("resize", "bilinear")
-    aligned = [
-        align.align(
-            photo.rgb, face, config["template"], size, margin=options.margin, interpolation=interpolation
-        )
-        for face in faces
-    ]
+    with _stage(timings, "align"):
+        aligned = [
+            align.align(
+                photo.rgb, face, config["template"], size, margin=options.margin, interpolation=interpolation
+            )
+            for face in faces
+        ]
     return Prepared(path, target, photo, faces, aligned)
 
 
@@ -185,9 +239,10 @@ def _attempt(prepare: Callable[[Path, Path], Prepared], path: Path, target: Path
 
 
 def default_workers() -> int:
-    """Threads that decode and detect ahead of the generator (``FACEEDIT_WORKERS`` overrides)."""
+    """Threads that decode and detect ahead of the generator (``FACEEDIT_WORKERS`` overrides); half as
+    many paste and encode behind it."""
     env = os.environ.get("FACEEDIT_WORKERS")
-    return max(1, int(env)) if env and env.isdigit() else min(4, os.cpu_count() or 1)
+    return max(1, int(env)) if env and env.isdigit() else min(8, os.cpu_count() or 1)
 
 
 def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[tuple[Path, Path]]:
@@ -206,15 +261,70 @@ def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[t
     return jobs
 
 
+class _Sink:
+    """Where items go: the report and the progress callback, always from the calling thread."""
+
+    def __init__(self, report: Report, on_done: Callable[[Item], None] | None) -> None:
+        self.report, self.on_done = report, on_done
+
+    def add(self, item: Item) -> None:
+        self.report.add(item)
+        if self.on_done:
+            self.on_done(item)
+
+    def fail(self, path: Path, error: Exception) -> None:
+        item = self.report.fail(path, error)
+        if self.on_done:
+            self.on_done(item)
+
+
+class _Writer:
+    """Runs finishing jobs (paste back, encode, write) in background threads while the generator works.
+
+    At most ``limit`` photos wait or run at once (bounded memory for any folder size); their items reach
+    the sink in submission order, from the thread that submits. A job's unexpected exception is raised
+    there too; files are written atomically, so nothing is ever half-written.
+    """
+
+    def __init__(self, sink: _Sink, threads: int, limit: int | None = None) -> None:
+        self.sink = sink
+        self.pool = (
+            cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faceedit-write")
+            if threads > 0
+            else None
+        )
+        self.limit = limit or 2 * max(1, threads)
+        self.pending: deque[cf.Future[Item]] = deque()
+
+    def submit(self, job: Callable[[], Item]) -> None:
+        if self.pool is None:
+            self.sink.add(job())
+            return
+        self.pending.append(self.pool.submit(job))
+        while len(self.pending) > self.limit or (self.pending and self.pending[0].done()):
+            self.sink.add(self.pending.popleft().result())
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            while self.pending and kind is None:
+                self.sink.add(self.pending.popleft().result())
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _groups(
-    stream: Iterator[tuple[Path, Prepared | Exception]], report: Report, batch_faces: int
+    stream: Iterator[tuple[Path, Prepared | Exception]], sink: _Sink, batch_faces: int
 ) -> Iterator[list[Prepared]]:
     """Photos grouped so that one generator call sees about ``batch_faces`` faces from several photos."""
     group: list[Prepared] = []
     count = 0
     for path, prepared in stream:
         if isinstance(prepared, Exception):
-            report.fail(path, prepared)
+            sink.fail(path, prepared)
             continue
         group.append(prepared)
         count += len(prepared.aligned)
@@ -223,6 +333,29 @@ def _groups(
             group, count = [], 0
     if group:
         yield group
+
+
+def _in_input_order(report: Report, paths: Sequence[Path]) -> Report:
+    """Items sorted as the inputs were given (threads finish in any order)."""
+    index: dict[Path, int] = {}
+    for i, path in enumerate(paths):
+        index.setdefault(path, i)
+    report.items.sort(key=lambda item: index.get(item.input, len(index)))
+    return report
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Threads around the generator: ``workers`` prepare ahead, ``writers`` finish behind (0 = inline)."""
+
+    workers: int
+    writers: int
+    timings: StageTimes | None = None
+
+    @classmethod
+    def make(cls, workers: int | None = None, timings: StageTimes | None = None) -> Pipeline:
+        n = workers or default_workers()
+        return cls(n, max(1, n // 2) if n > 1 else 0, timings)
 
 
 # ------------------------------------------------------------------------------------------- edit
@@ -236,22 +369,33 @@ def edit_many(
     *,
     on_done: Callable[[Item], None] | None = None,
     workers: int | None = None,
+    timings: StageTimes | None = None,
 ) -> Report:
     """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report."""
     config = engine.config
     names = list(config["attributes"])
     spec = attributes.check(names, request.spec, config["conditioning"], model=_model_name(config))
     report = Report()
+    sink = _Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
-    prepare = functools.partial(_prepare_job, config=config, options=request.faces)
-    stream = _prepared_stream(jobs, prepare, workers or default_workers())
-    for group in _groups(stream, report, request.batch_size):
-        _edit_group(group, engine, request, spec, plan, report, on_done)
-    return report
+    pipe = Pipeline.make(workers, timings)
+    prepare = functools.partial(_prepare_job, config=config, options=request.faces, timings=timings)
+    stream = _prepared_stream(jobs, prepare, pipe.workers)
+    with _Writer(sink, pipe.writers) as writer:
+        for group in _groups(stream, sink, request.batch_size):
+            _edit_group(group, engine, request, spec, plan, writer, timings)
+    return _in_input_order(report, paths)
 
 
-def _prepare_job(path: Path, target: Path, *, config: dict[str, Any], options: FaceOptions) -> Prepared:
-    return _prepare(path, target, config, options)
+def _prepare_job(
+    path: Path,
+    target: Path,
+    *,
+    config: dict[str, Any],
+    options: FaceOptions,
+    timings: StageTimes | None = None,
+) -> Prepared:
+    return _prepare(path, target, config, options, timings)
 
 
 def _model_name(config: dict[str, Any]) -> str:
@@ -264,27 +408,41 @@ def _edit_group(
     request: EditRequest,
     spec: attributes.EditSpec,
     plan: OutputPlan,
-    report: Report,
-    on_done: Callable[[Item], None] | None,
+    writer: _Writer,
+    timings: StageTimes | None,
 ) -> None:
+    """Generator work for a group here (this thread owns the engine); pasting and writing in the writer."""
     config = engine.config
     names = list(config["attributes"])
     crops = [a.crop for p in group for a in p.aligned]
     x = images.to_tensor(crops)
-    logits = engine.classify(x, request.batch_size)
+    with _stage(timings, "classify"):
+        logits = engine.classify(x, request.batch_size)
     estimate = None if logits is None else attributes.labels_from_logits(logits)
     source = attributes.source_labels(names, len(crops), request.source, estimate)
     cond = attributes.encode(config["conditioning"], names, source, spec)
-    edited = images.from_tensor(engine.generate(x, cond, request.batch_size).images)
+    with _stage(timings, "generate"):
+        edited = images.from_tensor(engine.generate(x, cond, request.batch_size).images)
     start = 0
     for prepared in group:
-        n = len(prepared.aligned)
-        faces = slice(start, start + n)
-        start += n
-        item = _finish_edit(prepared, edited[faces], source[faces], logits, faces, request, plan, engine, x)
-        report.add(item)
-        if on_done:
-            on_done(item)
+        faces = slice(start, start + len(prepared.aligned))
+        start = faces.stop
+        face_logits = None if logits is None else logits[faces]
+        grid = _grid_columns(prepared, engine, request, source[faces], x[faces]) if request.grid else None
+        writer.submit(
+            functools.partial(
+                _finish_edit,
+                prepared,
+                edited[faces],
+                source[faces],
+                face_logits,
+                grid,
+                request,
+                plan,
+                names,
+                timings,
+            )
+        )
 
 
 def _finish_edit(
@@ -292,22 +450,20 @@ def _finish_edit(
     edited: list[np.ndarray],
     source: np.ndarray,
     logits: np.ndarray | None,
-    faces: slice,
+    grid: list[list[np.ndarray]] | None,
     request: EditRequest,
     plan: OutputPlan,
-    engine: Engine,
-    x: Any,
+    names: list[str],
+    timings: StageTimes | None = None,
 ) -> Item:
-    names = list(engine.config["attributes"])
+    """Paste the edited faces back and write the photo (+ grid, crops): runs in a writer thread."""
     item = Item(input=prepared.path, faces=len(edited))
     try:
-        pixels = _paste(prepared, edited, request.paste)
-        images.write(
-            prepared.target, pixels, like=prepared.photo, overwrite=plan.overwrite, quality=request.quality
-        )
-        item.outputs.append(prepared.target)
-        if request.grid:
-            item.outputs.append(_write_grid(prepared, engine, request, source, x[faces], plan))
+        with _stage(timings, "paste"):
+            pixels = _paste(prepared, edited, request.paste)
+        item.outputs.append(_write_photo(prepared, pixels, plan, request.quality, timings))
+        if grid is not None:
+            item.outputs.append(_write_mosaic(plan, prepared.target, grid))
         if request.save_crops:
             item.outputs.extend(_write_crops(prepared, edited, plan))
     except FaceeditError as e:
@@ -315,7 +471,7 @@ def _finish_edit(
             input=prepared.path, status="failed", faces=len(edited), error=str(e), outputs=item.outputs
         )
     item.details["faces_detail"] = [
-        _face_json(f, source[i], None if logits is None else logits[faces][i], names)
+        _face_json(f, source[i], None if logits is None else logits[i], names)
         for i, f in enumerate(prepared.faces)
     ]
     return item
@@ -355,20 +511,32 @@ def _side_path(plan: OutputPlan, target: Path, tag: str) -> Path:
     return target.with_name(f"{target.stem}_{tag}.png")
 
 
-def _write_grid(
-    prepared: Prepared, engine: Engine, request: EditRequest, source: np.ndarray, x: Any, plan: OutputPlan
-) -> Path:
-    """A comparison strip per face (rows): input, reconstruction, each edit (or each sweep intensity)."""
+def _grid_columns(
+    prepared: Prepared, engine: Engine, request: EditRequest, source: np.ndarray, x: Any
+) -> list[list[np.ndarray]]:
+    """A comparison strip's columns per face (rows): input, reconstruction, each edit (or sweep value)."""
     config = engine.config
     names = list(config["attributes"])
-    columns = _grid_specs(request)
-    cells = [list(a.crop for a in prepared.aligned)]
-    for spec in columns:
+    columns = [list(a.crop for a in prepared.aligned)]
+    for spec in _grid_specs(request):
         cond = attributes.encode(config["conditioning"], names, source, spec)
-        cells.append(images.from_tensor(engine.generate(x, cond, request.batch_size).images))
-    target = _side_path(plan, prepared.target, "grid")
-    images.write(target, _mosaic(cells), overwrite=plan.overwrite)
-    return target
+        columns.append(images.from_tensor(engine.generate(x, cond, request.batch_size).images))
+    return columns
+
+
+def _write_photo(
+    prepared: Prepared, pixels: np.ndarray, plan: OutputPlan, quality: int | None, timings: StageTimes | None
+) -> Path:
+    with _stage(timings, "encode"):
+        return images.write(
+            prepared.target, pixels, like=prepared.photo, overwrite=plan.overwrite, quality=quality
+        )
+
+
+def _write_mosaic(plan: OutputPlan, target: Path, columns: Sequence[Sequence[np.ndarray]]) -> Path:
+    grid = _side_path(plan, target, "grid")
+    images.write(grid, _mosaic(columns), overwrite=plan.overwrite)
+    return grid
 
 
 def _grid_specs(request: EditRequest) -> list[attributes.EditSpec]:
@@ -417,6 +585,7 @@ def anime_many(
     *,
     on_done: Callable[[Item], None] | None = None,
     workers: int | None = None,
+    timings: StageTimes | None = None,
 ) -> Report:
     """U-GAT-IT on every face (pasted back) or, with ``whole``, on each whole picture."""
     if engine.config["arch"] != "ugatit":
@@ -427,43 +596,49 @@ def anime_many(
     if not 0.0 <= request.intensity <= 1.0:
         raise UsageError("anime --intensity blends with the input: give a value from 0 to 1")
     report = Report()
+    sink = _Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
+    pipe = Pipeline.make(workers, timings)
     prepare = (
-        _prepare_whole
+        functools.partial(_prepare_whole, timings=timings)
         if request.whole
-        else functools.partial(_prepare_job, config=engine.config, options=request.faces)
+        else functools.partial(_prepare_job, config=engine.config, options=request.faces, timings=timings)
     )
-    stream = _prepared_stream(jobs, prepare, workers or default_workers())
-    for group in _groups(stream, report, request.batch_size):
-        for item in _anime_group(group, engine, request, plan):
-            report.add(item)
-            if on_done:
-                on_done(item)
-    return report
+    stream = _prepared_stream(jobs, prepare, pipe.workers)
+    with _Writer(sink, pipe.writers) as writer:
+        for group in _groups(stream, sink, request.batch_size):
+            _anime_group(group, engine, request, plan, writer, timings)
+    return _in_input_order(report, paths)
 
 
-def _prepare_whole(path: Path, target: Path) -> Prepared:
-    return Prepared(path, target, images.read(path))
+def _prepare_whole(path: Path, target: Path, timings: StageTimes | None = None) -> Prepared:
+    with _stage(timings, "decode"):
+        return Prepared(path, target, images.read(path))
 
 
 def _anime_group(
-    group: list[Prepared], engine: Engine, request: AnimeRequest, plan: OutputPlan
-) -> list[Item]:
+    group: list[Prepared],
+    engine: Engine,
+    request: AnimeRequest,
+    plan: OutputPlan,
+    writer: _Writer,
+    timings: StageTimes | None,
+) -> None:
     size = int(engine.config["image_size"])
     crops = (
         [_whole_crop(p, size) for p in group] if request.whole else [a.crop for p in group for a in p.aligned]
     )
     x = images.to_tensor(crops)
-    result = engine.generate(x, None, request.batch_size)
-    out = _blend_intensity(x, result.images, request.intensity)
-    items, start = [], 0
+    with _stage(timings, "generate"):
+        result = engine.generate(x, None, request.batch_size)
+        out = _blend_intensity(x, result.images, request.intensity)
+    start = 0
     for prepared in group:
         n = 1 if request.whole else len(prepared.aligned)
         chunk = out[start : start + n]
         heat = None if result.heatmaps is None else result.heatmaps[start : start + n]
         start += n
-        items.append(_finish_anime(prepared, chunk, heat, request, plan))
-    return items
+        writer.submit(functools.partial(_finish_anime, prepared, chunk, heat, request, plan, timings))
 
 
 def _whole_crop(prepared: Prepared, size: int) -> np.ndarray:
@@ -479,17 +654,23 @@ def _blend_intensity(x: Any, generated: Any, intensity: float) -> list[np.ndarra
 
 
 def _finish_anime(
-    prepared: Prepared, outputs: list[np.ndarray], heatmaps: Any, request: AnimeRequest, plan: OutputPlan
+    prepared: Prepared,
+    outputs: list[np.ndarray],
+    heatmaps: Any,
+    request: AnimeRequest,
+    plan: OutputPlan,
+    timings: StageTimes | None = None,
 ) -> Item:
+    """Paste back (or resize back) and write: runs in a writer thread."""
     item = Item(input=prepared.path, faces=0 if request.whole else len(outputs))
     try:
-        pixels = (
-            _whole_back(prepared, outputs[0]) if request.whole else _paste(prepared, outputs, request.paste)
-        )
-        images.write(
-            prepared.target, pixels, like=prepared.photo, overwrite=plan.overwrite, quality=request.quality
-        )
-        item.outputs.append(prepared.target)
+        with _stage(timings, "paste"):
+            pixels = (
+                _whole_back(prepared, outputs[0])
+                if request.whole
+                else _paste(prepared, outputs, request.paste)
+            )
+        item.outputs.append(_write_photo(prepared, pixels, plan, request.quality, timings))
         if request.grid:
             item.outputs.append(_write_anime_grid(prepared, outputs, heatmaps, request, plan))
         if request.save_crops and not request.whole:
@@ -524,9 +705,7 @@ def _write_anime_grid(
     columns = [inputs, outputs]
     if heatmaps is not None:
         columns.append([_heatmap_image(h, size) for h in heatmaps])
-    target = _side_path(plan, prepared.target, "grid")
-    images.write(target, _mosaic(columns), overwrite=plan.overwrite)
-    return target
+    return _write_mosaic(plan, prepared.target, columns)
 
 
 def _heatmap_image(heatmap: Any, size: int) -> np.ndarray:

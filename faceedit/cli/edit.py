@@ -27,7 +27,30 @@ ModelOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", envvar="FACEEDIT_DEVICE", help="auto, cpu, cuda or cuda:N.")
 ]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (fp32), fp32, bf16 or fp16 (CUDA).")]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        envvar="FACEEDIT_PRECISION",
+        help="auto (fp32 on the CPU, fp16 on CUDA), fp32, bf16 (CUDA, or CPUs with AMX/AVX512-BF16) or "
+        "fp16 (CUDA).",
+    ),
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the generator (pays off on large batch jobs).")
+]
+GraphsOpt = Annotated[
+    bool, typer.Option("--cuda-graphs", help="CUDA: replay captured graphs (fixed batch size; batch jobs).")
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        envvar="FACEEDIT_WORKERS",
+        help="Threads that read and detect ahead (half as many paste and write). Default: CPUs, up to 8.",
+    ),
+]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", "-o", help="Output folder (default: next to each input).")
 ]
@@ -91,6 +114,9 @@ def edit(
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    compile: CompileOpt = False,
+    cuda_graphs: GraphsOpt = False,
+    workers: WorkersOpt = None,
     out: OutOpt = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_edited",
     fmt: FormatOpt = "auto",
@@ -136,14 +162,13 @@ def edit(
     plan = _plan(out, suffix, fmt, overwrite, skip_existing)
     paths = _inputs(inputs, recursive)
     spec_name = model or registry.DEFAULTS["edit"]
-    engine = api.load_engine(spec_name, device, precision, offline)
+    engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
     names = list(engine.config["attributes"])
     if source is not None:
         request_kwargs["source"] = attributes.parse_source(source, names)
     request = api.EditRequest(**request_kwargs)
-    console.info(api.describe(engine, spec_name))
     report = _run(
-        lambda done: api.edit_many(paths, engine, request, plan, on_done=done),
+        lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=workers),
         len(paths),
         "editing",
         json_out,
@@ -166,6 +191,9 @@ def anime(
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    compile: CompileOpt = False,
+    cuda_graphs: GraphsOpt = False,
+    workers: WorkersOpt = None,
     out: OutOpt = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_anime",
     fmt: FormatOpt = "auto",
@@ -202,15 +230,28 @@ def anime(
     plan = _plan(out, suffix, fmt, overwrite, skip_existing)
     paths = _inputs(inputs, recursive)
     spec_name = model or registry.DEFAULTS["anime"]
-    engine = api.load_engine(spec_name, device, precision, offline)
-    console.info(api.describe(engine, spec_name))
+    engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
     report = _run(
-        lambda done: api.anime_many(paths, engine, request, plan, on_done=done), len(paths), "anime", json_out
+        lambda done: api.anime_many(paths, engine, request, plan, on_done=done, workers=workers),
+        len(paths),
+        "anime",
+        json_out,
     )
     _finish("anime", report, spec_name, engine, json_out)
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
+
+def _engine(spec: str, device: str, precision: str, offline: bool, compile: bool, cuda_graphs: bool) -> Any:
+    """The model loaded once per process; one line on stderr saying what runs where, then any caveat."""
+    from faceedit import api
+
+    engine = api.load_engine(spec, device, precision, offline, compile=compile, cuda_graphs=cuda_graphs)
+    console.info(api.describe(engine, spec))
+    for note in engine.notes:
+        console.warn(note)
+    return engine
 
 
 def _face_options(detector: str | None, face: str, min_face_size: float, margin: float = 0.0) -> Any:

@@ -1,0 +1,218 @@
+"""The photo pipeline around the generator: threads ahead and behind change no output, memory stays
+bounded, failures stay per file, stage times are recorded; the CLI's performance options."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faceedit import api, attributes, images, runtime
+from faceedit.batch import OutputPlan
+from faceedit.cli import app
+from faceedit.errors import OutputError
+from faceedit.face import detect
+from tests._tiny import tiny_model
+
+runner = CliRunner()
+
+
+class FixedFaces:
+    """A detector that returns the same faces for every photo (thread-safe; no network, no weights)."""
+
+    name = "fixed"
+
+    def __init__(self, faces: list[detect.Face]) -> None:
+        self.faces = faces
+
+    def detect(self, rgb: np.ndarray, min_size: float) -> list[detect.Face]:
+        return list(self.faces)
+
+
+@pytest.fixture(scope="module")
+def astronaut_faces(astronaut_path: Path) -> list[detect.Face]:
+    return detect.detect(images.read(astronaut_path).rgb)
+
+
+@pytest.fixture(scope="module")
+def engine() -> runtime.Engine:
+    import torch
+
+    torch.set_num_threads(1)
+    return runtime.Engine(tiny_model("stargan"), "cpu", "fp32")
+
+
+@pytest.fixture
+def folder(astronaut_path: Path, tmp_path: Path) -> Path:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        shutil.copy(astronaut_path, photos / f"p{i}.png")
+    (photos / "p3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # a corrupt file in the middle
+    return photos
+
+
+def _edit(
+    paths: list[Path], engine: runtime.Engine, faces: list[detect.Face], out: Path, **kwargs: object
+) -> api.Report:
+    request = api.EditRequest(
+        spec=attributes.parse_edit(["Blond_Hair"], [], 1.0),
+        faces=api.FaceOptions(detector=FixedFaces(faces)),
+        batch_size=kwargs.pop("batch_size", 2),  # type: ignore[arg-type]
+    )
+    plan = OutputPlan(out_dir=out, suffix="_edited")
+    return api.edit_many(paths, engine, request, plan, **kwargs)  # type: ignore[arg-type]
+
+
+def test_threads_change_no_output_and_items_keep_input_order(
+    folder: Path, engine: runtime.Engine, astronaut_faces: list[detect.Face], tmp_path: Path
+) -> None:
+    paths = sorted(folder.iterdir())
+    inline = _edit(paths, engine, astronaut_faces, tmp_path / "inline", workers=1)
+    threaded = _edit(paths, engine, astronaut_faces, tmp_path / "threaded", workers=4)
+    for report in (inline, threaded):
+        assert [i.input.name for i in report.items] == [p.name for p in paths]
+        assert [i.status for i in report.items] == ["ok", "ok", "ok", "failed", "ok", "ok"]
+    for name in ("p0", "p1", "p2", "p4", "p5"):
+        a = (tmp_path / "inline" / f"{name}_edited.png").read_bytes()
+        assert a == (tmp_path / "threaded" / f"{name}_edited.png").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "threaded").iterdir()) == [
+        f"p{i}_edited.png" for i in (0, 1, 2, 4, 5)
+    ]
+
+
+def test_a_failed_write_is_reported_for_its_file_only(
+    folder: Path,
+    engine: runtime.Engine,
+    astronaut_faces: list[detect.Face],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write = images.write
+
+    def failing(path: Path, *args: object, **kwargs: object) -> Path:
+        if Path(path).name == "p1_edited.png":
+            raise OutputError(f"cannot write {path}: disk full")
+        return write(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(images, "write", failing)
+    done: list[str] = []
+    report = _edit(
+        sorted(folder.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=3, on_done=done.append
+    )
+    status = {i.input.name: (i.status, i.error) for i in report.items}
+    assert status["p1.png"] == ("failed", f"cannot write {tmp_path / 'out' / 'p1_edited.png'}: disk full")
+    assert [s for s, _ in status.values()].count("ok") == 4 and report.exit_code == 5
+    assert len(done) == 6  # every outcome reached the progress callback, failures included
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"p{i}_edited.png" for i in (0, 2, 4, 5)]
+
+
+def test_an_unexpected_error_in_a_writer_thread_is_raised(
+    folder: Path,
+    engine: runtime.Engine,
+    astronaut_faces: list[detect.Face],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug in paste")
+
+    monkeypatch.setattr(api, "_paste", broken)
+    with pytest.raises(RuntimeError, match="bug in paste"):
+        _edit(sorted(folder.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=3)
+
+
+def test_photos_in_memory_stay_bounded(
+    astronaut_path: Path,
+    engine: runtime.Engine,
+    astronaut_faces: list[detect.Face],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    photos = tmp_path / "many"
+    photos.mkdir()
+    for i in range(24):
+        shutil.copy(astronaut_path, photos / f"{i:02d}.png")
+    alive, peak = [0], [0]
+    lock = threading.Lock()
+    prepare = api._prepare
+
+    def released() -> None:
+        with lock:
+            alive[0] -= 1
+
+    def counting(*args: object, **kwargs: object) -> api.Prepared:
+        prepared = prepare(*args, **kwargs)  # type: ignore[arg-type]
+        with lock:
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+        weakref.finalize(prepared, released)
+        return prepared
+
+    monkeypatch.setattr(api, "_prepare", counting)
+    report = _edit(sorted(photos.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=2)
+    assert report.count("ok") == 24
+    # 2*workers read ahead + one batch of 2 + 2 waiting for a writer, and the one being handed over
+    assert peak[0] <= 2 * 2 + 2 + 2 + 2, peak[0]
+
+
+def test_prefetch_overlaps_the_generator(
+    folder: Path, astronaut_faces: list[detect.Face], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow generator and a slow decoder: with read-ahead the run takes about the larger of the two sums.
+    engine = runtime.Engine(tiny_model("stargan"), "cpu", "fp32")
+    generate, read = engine.generate, images.read
+
+    def slow_generate(*args: object, **kwargs: object) -> runtime.GeneratorOutput:
+        time.sleep(0.3)
+        return generate(*args, **kwargs)  # type: ignore[arg-type]
+
+    def slow_read(*args: object, **kwargs: object) -> images.Photo:
+        time.sleep(0.3)
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "generate", slow_generate)
+    monkeypatch.setattr(images, "read", slow_read)
+    paths = [p for p in sorted(folder.iterdir()) if p.name != "p3.png"]  # 5 photos, batches of 1
+    start = time.perf_counter()
+    _edit(paths, engine, astronaut_faces, tmp_path / "out", workers=4, batch_size=1)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 5 * 0.6 * 0.8, elapsed  # serial would be 5 x (0.3 + 0.3) = 3.0 s
+
+
+def test_stage_times_cover_every_stage(
+    folder: Path, engine: runtime.Engine, astronaut_faces: list[detect.Face], tmp_path: Path
+) -> None:
+    timings = api.StageTimes()
+    _edit(sorted(folder.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=2, timings=timings)
+    assert timings.calls["decode"] == 6 and timings.calls["paste"] == timings.calls["encode"] == 5
+    for stage in ("decode", "detect", "align", "classify", "generate", "paste", "encode"):
+        assert timings.seconds[stage] > 0, stage
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def stargan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from faceedit import models
+
+    return models.save(tiny_model("stargan"), tmp_path_factory.mktemp("models") / "stargan-tiny")
+
+
+def test_cli_performance_options(astronaut_path: Path, stargan_dir: Path, tmp_path: Path) -> None:
+    api.load_engine.cache_clear()
+    base = ["edit", str(astronaut_path), "--add", "Male", "-m", str(stargan_dir), "-o", str(tmp_path)]
+    result = runner.invoke(app, [*base, "--workers", "2", "--precision", "fp32", "--cuda-graphs"])
+    assert result.exit_code == 0, result.output
+    assert "(fp32)" in result.output and "cuda-graphs needs a CUDA device" in result.output
+    assert (tmp_path / "astronaut_edited.png").exists()
+    refused = runner.invoke(app, [*base, "--precision", "fp16", "--overwrite"])
+    assert refused.exit_code == 2 and "fp16 needs a CUDA device" in refused.output
+    assert runner.invoke(app, [*base, "--workers", "0", "--overwrite"]).exit_code == 2

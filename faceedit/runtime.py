@@ -258,7 +258,7 @@ def _fuse_sequential(seq: nn.Sequential, options: dict[str, Any]) -> nn.Sequenti
             out.append(fast_conv(module, bn, act, **options))
             i = j + (act is not None)
             continue
-        norm = _fast_norm(module)
+        norm = _fast_norm(module, options["channels_last"])
         if norm is not None:
             act = _activation(items[i + 1]) if i + 1 < len(items) else None
             norm.relu = act is not None and act[0] == "relu"
@@ -330,15 +330,26 @@ class FastNorm(nn.Module):
         return scale, -(rho * mean * inv + (1 - rho) * ln_mean * ln_inv)
 
 
-def _fast_norm(module: nn.Module) -> FastNorm | None:
-    """A :class:`FastNorm` computing ``module`` (U-GAT-IT's ILN and TF instance norm), else None."""
+def _fast_norm(module: nn.Module, channels_last: bool = False) -> FastNorm | None:
+    """A :class:`FastNorm` computing ``module``, else None: U-GAT-IT's ILN and TF instance norm always;
+    per-image instance norms too in channels_last (PyTorch's would copy to NCHW and back each time)."""
     from faceedit.models import ugatit
+    from faceedit.models.layers import InstanceNorm2dPerImage
 
     if isinstance(module, ugatit.ILN):
         return FastNorm(module.eps, int(module.unbiased_var), module.rho, module.gamma, module.beta)
-    if isinstance(module, ugatit.AffineInstanceNorm):
+    per_image = isinstance(module, InstanceNorm2dPerImage) or (
+        isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats
+    )
+    if isinstance(module, ugatit.AffineInstanceNorm) or (channels_last and per_image):
         shape = (1, module.num_features, 1, 1)
-        return FastNorm(module.eps, 0, gamma=module.weight.view(shape), beta=module.bias.view(shape))
+        weight, bias = (module.weight, module.bias) if module.affine else (None, None)
+        return FastNorm(
+            module.eps,
+            0,
+            gamma=None if weight is None else weight.view(shape),
+            beta=None if bias is None else bias.view(shape),
+        )
     return None
 
 
@@ -500,6 +511,28 @@ class _Graphed:
         return graph, static_in, static_out
 
 
+class _CompiledOrEager:
+    """``torch.compile(module)``, falling back to the eager module for good if compiling fails (no C++
+    toolchain, an unsupported op): the run goes on, and the reason is kept in ``notes``."""
+
+    def __init__(self, module: Callable[..., Any], notes: list[str]) -> None:
+        self.eager, self.notes = module, notes
+        self.compiled: Callable[..., Any] | None = torch.compile(module, dynamic=False)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # inductor raises many kinds; the eager call below re-raises real bugs
+                out = self.eager(*args)
+                self.compiled = None
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
+                self.notes.append(f"--compile failed ({why}): running eager")
+                warnings.warn(self.notes[-1], stacklevel=2)
+                return out
+        return self.eager(*args)
+
+
 class Engine:
     """A :class:`~faceedit.models.FaceModel` placed on a device, run in batches under inference mode.
 
@@ -531,8 +564,6 @@ class Engine:
         on_cuda = self.device.type == "cuda"
         layout = CHANNELS_LAST.get(self.device.type, {}).get(arch, False)
         self.channels_last = layout if channels_last is None else channels_last
-        if on_cuda:
-            torch.backends.cudnn.benchmark = True  # fixed shapes per batch: autotune once, reuse
         self.generator: Callable[..., Any] = model.generator
         if optimise:
             # NNPACK only for eager fp32 on the CPU (torch.compile picks its own kernels).
@@ -558,23 +589,23 @@ class Engine:
         return precision_name(self.dtype)
 
     def _compiled(self, module: Callable[..., Any]) -> Callable[..., Any]:
-        try:
-            return torch.compile(module, dynamic=False)
-        except (RuntimeError, ImportError) as e:  # no compiler toolchain: stay eager
-            why = str(e).splitlines()[0][:80]
-            self.notes.append(f"--compile is not available here ({why}): running eager")
-            return module
+        return _CompiledOrEager(module, self.notes)
 
     # -------------------------------------------------------------------------------- execution
 
-    def _precision_context(self, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
-        """Autocast for bf16/fp16; for fp32 on CUDA, true fp32 convs and matmuls (TF32 off)."""
-        if dtype != torch.float32:
-            # The autocast weight cache must stay off while a CUDA graph is captured.
-            return torch.autocast(self.device.type, dtype=dtype, cache_enabled=not self.cuda_graphs)
-        if self.device.type == "cuda":
-            return _no_tf32()
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _precision_context(self, dtype: torch.dtype) -> Iterator[None]:
+        """Autocast for bf16/fp16; on CUDA cuDNN autotuning (fixed batch shapes) and, for fp32, true
+        fp32 convs and matmuls (TF32 off)."""
+        with contextlib.ExitStack() as stack:
+            if dtype != torch.float32:
+                # The autocast weight cache must stay off while a CUDA graph is captured.
+                stack.enter_context(
+                    torch.autocast(self.device.type, dtype=dtype, cache_enabled=not self.cuda_graphs)
+                )
+            if self.device.type == "cuda":
+                stack.enter_context(cuda_flags(benchmark=True, tf32=dtype != torch.float32))
+            yield
 
     def _forward(self, xb: torch.Tensor, cb: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         """``G`` on one device batch -> (images [B,3,S,S], heatmaps [B,1,h,w] or None), in float32."""
@@ -627,7 +658,7 @@ class Engine:
             if not self._fp32_fallback_warned:
                 warnings.warn("fp16 overflowed on a batch; it was recomputed in fp32", stacklevel=2)
                 self._fp32_fallback_warned = True
-            with _no_tf32():
+            with cuda_flags(benchmark=True, tf32=False):
                 out = self.generator(xb) if cb is None else self.generator(xb, cb)
             out, heat = (out[0].float(), out[2].float()) if isinstance(out, tuple) else (out.float(), heat)
         return out, heat
@@ -645,11 +676,17 @@ class Engine:
 
 
 @contextlib.contextmanager
-def _no_tf32() -> Iterator[None]:
-    """fp32 means fp32 on CUDA too: cuDNN convs default to TF32 on Ampere and later (~1e-3 relative)."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+def cuda_flags(benchmark: bool = False, tf32: bool = False) -> Iterator[None]:
+    """cuDNN autotuning on or off, and TF32 for convs and matmuls: fp32 means fp32 (cuDNN convs default
+    to TF32 on Ampere and later, ~1e-3 relative). The previous settings come back afterwards."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # newer torch nudges towards fp32_precision; these still work
+        saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = benchmark, tf32, tf32
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved

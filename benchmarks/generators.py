@@ -277,14 +277,25 @@ class Row:
     busy: str
 
 
+# What a lower precision may change in the generated crops (uint8 levels) to be used by ``auto``: on
+# average under half a level, and at most a few levels except at isolated pixels.
+IMAGE_BUDGET = {"mean": 0.5, "p99.9": 4}
+
+
 def image_difference(a: Any, b: Any) -> tuple[str, float]:
-    """uint8 mean/max abs difference of the generated crops, and the float max abs difference."""
+    """uint8 mean / 99.9th percentile / max abs difference of the generated crops, float max abs diff."""
     from faceedit import images
 
     ua = np.stack(images.from_tensor(a.float().cpu())).astype(np.int16)
     ub = np.stack(images.from_tensor(b.float().cpu())).astype(np.int16)
     diff = np.abs(ua - ub)
-    return f"{diff.mean():.3f}/{diff.max()}", float((a.float() - b.float()).abs().max())
+    text = f"{diff.mean():.3f}/{np.percentile(diff, 99.9):.0f}/{diff.max()}"
+    return text, float((a.float() - b.float()).abs().max())
+
+
+def within_budget(image_diff: str) -> bool:
+    mean, p999, _ = (float(v) for v in image_diff.split("/"))
+    return mean <= IMAGE_BUDGET["mean"] and p999 <= IMAGE_BUDGET["p99.9"]
 
 
 def measure(name: str, args: argparse.Namespace, device: Any, peaks: dict[str, float]) -> list[Row]:
@@ -367,7 +378,7 @@ def _measure_batch(
 COLUMNS = (
     f"{'model':13s} {'prec':4s} {'batch':>5s} {'plain ms':>9s} {'fast ms':>9s} {'ratio':>6s} "
     f"{'fast img/s':>10s} {'GFLOP/img':>9s} {'%peak plain':>11s} {'%peak fast':>10s} "
-    f"{'uint8 mean/max':>14s} {'max|d|':>8s}  spread plain | fast (ms)  busy rounds"
+    f"{'uint8 mean/p99.9/max':>20s} {'max|d|':>8s}  spread plain | fast (ms)  busy rounds"
 )
 
 
@@ -375,7 +386,7 @@ def _format(r: Row) -> str:
     return (
         f"{r.model:13s} {r.precision:4s} {r.batch:5d} {r.plain * 1e3:9.1f} {r.fast * 1e3:9.1f} "
         f"{r.ratio:6.2f} {r.batch / r.fast:10.1f} {r.gflops:9.2f} {100 * r.peak_plain:10.1f}% "
-        f"{100 * r.peak_fast:9.1f}% {r.image_diff:>14s} {r.tensor_diff:8.1e}  {r.spread}  {r.busy}"
+        f"{100 * r.peak_fast:9.1f}% {r.image_diff:>20s} {r.tensor_diff:8.1e}  {r.spread}  {r.busy}"
     )
 
 
@@ -416,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     peaks = {"fp32": matmul_peak(device, torch.float32)}
     for p in sorted(names - {"fp32"}):
         peaks[p] = matmul_peak(device, getattr(torch, runtime._DTYPES[p]))
-    print("measured matmul peak: " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in peaks.items()))
+    print("measured matmul peak: " + ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in peaks.items()))
     print(
         f"compile={args.compile} cuda_graphs={args.cuda_graphs} reps={args.reps} "
         "(plain = eager fp32 NCHW under no_grad, TF32 off; fast = runtime.Engine)"
@@ -429,6 +440,24 @@ def main(argv: list[str] | None = None) -> None:
     print(COLUMNS)
     for row in rows:
         print(_format(row))
+    verdict(rows, device)
+
+
+def verdict(rows: list[Row], device: Any) -> None:
+    """Whether each lower precision kept every model's images within :data:`IMAGE_BUDGET` of fp32."""
+    from faceedit import runtime
+
+    auto = runtime.AUTO_PRECISION.get(device.type, "fp32")
+    for precision in sorted({r.precision for r in rows} - {"fp32"}):
+        bad = sorted({r.model for r in rows if r.precision == precision and not within_budget(r.image_diff)})
+        speed = [r.ratio for r in rows if r.precision == precision and r.batch > 1]
+        state = "within" if not bad else f"OUTSIDE for {', '.join(bad)}:"
+        print(
+            f"{precision} on {device.type}: images {state} the budget (mean <= {IMAGE_BUDGET['mean']}, "
+            f"p99.9 <= {IMAGE_BUDGET['p99.9']} levels); batch speed-up vs plain fp32 "
+            f"{min(speed, default=float('nan')):.2f}-{max(speed, default=float('nan')):.2f}x"
+            + (f"; auto = {auto} here" if precision == auto else "")
+        )
 
 
 if __name__ == "__main__":

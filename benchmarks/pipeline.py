@@ -73,8 +73,9 @@ def synthesise(width: int, height: int, n_faces: int, seed: int = 0) -> np.ndarr
     import cv2
 
     rgb = generators.astronaut()
-    background = cv2.GaussianBlur(cv2.resize(rgb, (width, height)), (0, 0), sigmaX=max(width, height) / 40)
-    noise = np.random.default_rng(seed).normal(0, 4, background.shape)
+    small = cv2.GaussianBlur(cv2.resize(rgb, (64, 48), interpolation=cv2.INTER_AREA), (0, 0), sigmaX=2)
+    background = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    noise = np.random.default_rng(seed).normal(0, 4, background.shape).astype(np.float32)
     photo = np.clip(background + noise, 0, 255).astype(np.uint8)
     left, top, side = PATCH
     patch = rgb[top : top + side, left : left + side]

@@ -30,9 +30,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # on the CPU fp32 (bf16 without AVX512-BF16/AMX runs ~100x slower than fp32; where those exist the gain is
 # unmeasured, so it stays opt-in); on CUDA fp16 autocast (image differences in the README's table).
 AUTO_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
-# Stride-1 convs go through NNPACK (Winograd / FFT) on the CPU from this batch size on: measured faster
-# than oneDNN there for 3x3 and 7x7 kernels (1.2-3x), slower below about 8 images.
-NNPACK_MIN_BATCH = 8
+NNPACK_MODES = ("off", "auto", "always")
 # Memory layout of the fast path per (device type, arch), by measurement: on the CPU channels_last speeds
 # up oneDNN's transposed convs (AttGAN, STGAN) while NNPACK needs NCHW (StarGAN, U-GAT-IT).
 CHANNELS_LAST = {
@@ -102,6 +100,21 @@ def precision_name(dtype: torch.dtype) -> str:
 # ------------------------------------------------------------------------------------ fast modules
 
 
+def nnpack_pays(batch: int, c_in: int, c_out: int, pixels: int) -> bool:
+    """Whether NNPACK (Winograd / FFT) beats oneDNN for a stride-1 fp32 conv on the CPU, by measurement
+    (benchmarks/generators.py, 2-core AVX2 EPYC): 1.2-1.5x for 3x3 and 7x7 kernels from 8 images of at
+    least 16x16 on; 1.5-1.9x for one image of at least 64x64 with 16+ input channels; 2.4-2.9x for
+    7x7 layers down to RGB at any batch; 1.2-1.7x for 7x7 layers from RGB (+ labels) from 4 images on.
+    Slower for 2-4 images of wide layers, for one image from RGB, and for maps under 16x16."""
+    if c_in < 16:
+        return batch >= 4
+    if c_out < 16:
+        return True
+    if batch >= 8:
+        return pixels >= 16 * 16
+    return batch == 1 and pixels >= 64 * 64
+
+
 @functools.cache
 def nnpack_ready() -> bool:
     """NNPACK is built in and initialised (its op fails until ``_nnpack_available`` has run once)."""
@@ -137,7 +150,8 @@ def _apply_act(y: torch.Tensor, act: tuple[str, float] | None) -> torch.Tensor:
 
 class Conv(nn.Module):
     """A convolution or transposed convolution with fixed weights (eval BatchNorm folded in), followed by
-    an optional in-place activation. Stride-1 convs take NNPACK on the CPU from ``nnpack_min_batch`` on.
+    an optional in-place activation. ``nnpack``: "auto" sends stride-1 fp32 convs on the CPU to NNPACK
+    where :func:`nnpack_pays`, "always" wherever it can run (tests), "off" never.
     """
 
     def __init__(
@@ -150,7 +164,7 @@ class Conv(nn.Module):
         transposed: bool = False,
         output_padding: tuple[int, int] = (0, 0),
         act: tuple[str, float] | None = None,
-        nnpack_min_batch: int = 0,
+        nnpack: str = "off",
         channels_last: bool = False,
     ) -> None:
         super().__init__()
@@ -160,22 +174,28 @@ class Conv(nn.Module):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.transposed, self.act = transposed, act
         stride_one = tuple(stride) == (1, 1) and not transposed
-        self.nnpack_min_batch = nnpack_min_batch if stride_one and nnpack_ready() else 0
+        self.nnpack = nnpack if stride_one and nnpack != "off" and nnpack_ready() else "off"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _apply_act(self._conv(x), self.act)
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        if self.nnpack_min_batch and x.shape[0] >= self.nnpack_min_batch and _nnpack_input(x, self.weight):
+        if self.nnpack != "off" and self._nnpack_for(x):
             try:
                 return torch._nnpack_spatial_convolution(x, self.weight, self.bias, list(self.padding))
             except RuntimeError:  # a shape NNPACK refuses: oneDNN takes it from now on
-                self.nnpack_min_batch = 0
+                self.nnpack = "off"
         if self.transposed:
             return F.conv_transpose2d(
                 x, self.weight, self.bias, self.stride, self.padding, self.output_padding
             )
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def _nnpack_for(self, x: torch.Tensor) -> bool:
+        if not _nnpack_input(x, self.weight):
+            return False
+        c_out, c_in = self.weight.shape[:2]
+        return self.nnpack == "always" or nnpack_pays(x.shape[0], c_in, c_out, x.shape[2] * x.shape[3])
 
 
 def _nnpack_input(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -219,7 +239,7 @@ def fast_conv(
     bn: nn.Module | None = None,
     act: tuple[str, float] | None = None,
     *,
-    nnpack_min_batch: int = 0,
+    nnpack: str = "off",
     channels_last: bool = False,
 ) -> Conv:
     """``act(bn(conv(x)))`` as one :class:`Conv` (``conv``: an ``nn.Conv2d`` or ``nn.ConvTranspose2d``)."""
@@ -241,7 +261,7 @@ def fast_conv(
         transposed=transposed,
         output_padding=tuple(conv.output_padding) if transposed else (0, 0),
         act=act,
-        nnpack_min_batch=nnpack_min_batch,
+        nnpack=nnpack,
         channels_last=channels_last,
     )
 
@@ -450,11 +470,13 @@ class FastUGATIT(nn.Module):
 
 
 def optimise(
-    generator: nn.Module, arch: str, *, nnpack_min_batch: int = 0, channels_last: bool = False
+    generator: nn.Module, arch: str, *, nnpack: str = "off", channels_last: bool = False
 ) -> nn.Module:
     """A fast copy of ``generator`` (eval mode, same call signature and outputs); ``generator`` is left
     untouched and shares its unchanged tensors (U-GAT-IT's 1 GB FC weight is not copied)."""
-    options = {"nnpack_min_batch": nnpack_min_batch, "channels_last": channels_last}
+    if nnpack not in NNPACK_MODES:
+        raise ValueError(f"nnpack must be one of {NNPACK_MODES}, not {nnpack!r}")
+    options = {"nnpack": nnpack, "channels_last": channels_last}
     if generator.training:
         raise ValueError("optimise() folds eval-mode statistics: call generator.eval() first")
     fast = _shared_copy(generator)
@@ -551,7 +573,7 @@ class Engine:
         compile: bool = False,
         cuda_graphs: bool = False,
         channels_last: bool | None = None,
-        nnpack_min_batch: int = NNPACK_MIN_BATCH,
+        nnpack: str = "auto",
     ) -> None:
         self.model = model
         self.device = resolve_device(device)
@@ -568,9 +590,11 @@ class Engine:
         if optimise:
             # NNPACK only for eager fp32 on the CPU (torch.compile picks its own kernels).
             cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
-            nnpack = nnpack_min_batch if cpu_fp32 and not compile else 0
             self.generator = _optimise(
-                model.generator, arch, nnpack_min_batch=nnpack, channels_last=self.channels_last
+                model.generator,
+                arch,
+                nnpack=nnpack if cpu_fp32 and not compile else "off",
+                channels_last=self.channels_last,
             )
         if compile:
             self.generator = self._compiled(self.generator)

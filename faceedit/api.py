@@ -350,12 +350,11 @@ class Pipeline:
 
     workers: int
     writers: int
-    timings: StageTimes | None = None
 
     @classmethod
-    def make(cls, workers: int | None = None, timings: StageTimes | None = None) -> Pipeline:
+    def make(cls, workers: int | None = None) -> Pipeline:
         n = workers or default_workers()
-        return cls(n, max(1, n // 2) if n > 1 else 0, timings)
+        return cls(n, max(1, n // 2) if n > 1 else 0)
 
 
 # ------------------------------------------------------------------------------------------- edit
@@ -378,7 +377,7 @@ def edit_many(
     report = Report()
     sink = _Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
-    pipe = Pipeline.make(workers, timings)
+    pipe = Pipeline.make(workers)
     prepare = functools.partial(_prepare_job, config=config, options=request.faces, timings=timings)
     stream = _prepared_stream(jobs, prepare, pipe.workers)
     with _Writer(sink, pipe.writers) as writer:
@@ -598,7 +597,7 @@ def anime_many(
     report = Report()
     sink = _Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
-    pipe = Pipeline.make(workers, timings)
+    pipe = Pipeline.make(workers)
     prepare = (
         functools.partial(_prepare_whole, timings=timings)
         if request.whole

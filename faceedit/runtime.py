@@ -528,7 +528,8 @@ class _Graphed:
                 self.fn(*static_in)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: CUDA work of other threads (a detector on the GPU) must not break the capture.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.fn(*static_in)
         return graph, static_in, static_out
 
@@ -675,8 +676,17 @@ class Engine:
 
     def _run(self, xb: torch.Tensor, cb: torch.Tensor | None) -> tuple[torch.Tensor, Any]:
         """One batch through the fast path; a graph's outputs are its static buffers (read them now)."""
-        run = self._graphed if self._graphed is not None else self._forward
-        out, heat = run(xb) if cb is None else run(xb, cb)
+        args = (xb,) if cb is None else (xb, cb)
+        if self._graphed is not None:
+            try:
+                out, heat = self._graphed(*args)
+            except RuntimeError as e:  # capture refused (an op that syncs, a driver limit): run eager
+                self._graphed = None
+                self.notes.append(f"CUDA graph capture failed ({str(e).splitlines()[0][:100]}): eager")
+                warnings.warn(self.notes[-1], stacklevel=2)
+                out, heat = self._forward(*args)
+        else:
+            out, heat = self._forward(*args)
         if self.dtype == torch.float16 and not bool(torch.isfinite(out).all()):
             # fp16 overflowed somewhere in this batch: redo it in fp32 rather than paste garbage.
             if not self._fp32_fallback_warned:

@@ -249,14 +249,19 @@ def test_precision_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runtime.precision_note(cpu, torch.bfloat16) is None
 
 
-def test_bf16_on_the_cpu_stays_close_in_images() -> None:
-    model = tiny_model("stargan")
+@pytest.mark.parametrize("name", ["stargan", "attgan-in", "stgan-tf", "ugatit-tf-full"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bf16_autocast_runs_every_layout_and_stays_close_in_images(name: str, channels_last: bool) -> None:
+    # Low-precision autocast on the CPU takes the same dtype paths as fp16/bf16 on CUDA (mixed-dtype cats,
+    # lerp, one-pass norms computing in fp32), so this also guards the GPU path's plumbing.
+    model = variant(name)
     x, c = _inputs(model, 2, 5)
-    fp32 = runtime.Engine(model, "cpu", "fp32").generate(x, (c > 0).float().numpy())
-    bf16 = runtime.Engine(model, "cpu", "bf16").generate(x, (c > 0).float().numpy())
+    cond = None if c is None else c.numpy()
+    fp32 = runtime.Engine(model, "cpu", "fp32").generate(x, cond)
+    bf16 = runtime.Engine(model, "cpu", "bf16", channels_last=channels_last).generate(x, cond)
     a = np.stack(images.from_tensor(fp32.images)).astype(int)
     b = np.stack(images.from_tensor(bf16.images)).astype(int)
-    assert 0 < np.abs(a - b).mean() < 2.0 and bf16.images.dtype == torch.float32
+    assert bf16.images.dtype == torch.float32 and 0 < np.abs(a - b).mean() < 2.0
 
 
 def test_cuda_only_options_are_ignored_on_the_cpu_with_a_note() -> None:

@@ -318,6 +318,8 @@ def measure(name: str, args: argparse.Namespace, device: Any, peaks: dict[str, f
             cuda_graphs=args.cuda_graphs,
             channels_last=args.channels_last,
         )
+        for note in engine.notes:
+            print(f"  note: {note}")
         for batch in sorted({1, args.batch}):
             x, c = x_full[:batch], None if c_full is None else c_full[:batch]
             rows.append(_measure_batch(name, engine, model, x, c, gflop, peaks, args, device))

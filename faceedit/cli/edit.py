@@ -91,9 +91,7 @@ def edit(
     add: Annotated[
         list[str], typer.Option("--add", "-a", help="Attribute to turn on (repeat, or A,B; NAME=INTENSITY).")
     ] = [],  # noqa: B006
-    remove: Annotated[
-        list[str], typer.Option("--remove", "-r", help="Attribute to turn off (same forms).")
-    ] = [],  # noqa: B006
+    remove: Annotated[list[str], typer.Option("--remove", help="Attribute to turn off (same forms).")] = [],  # noqa: B006
     intensity: Annotated[
         float, typer.Option("--intensity", "-i", help="Strength of the edit (1 = the official test).")
     ] = 1.0,
@@ -132,7 +130,7 @@ def edit(
     overwrite: OverwriteOpt = False,
     skip_existing: SkipOpt = False,
     recursive: Annotated[
-        bool, typer.Option("--recursive", help="Look into sub-folders of folder inputs.")
+        bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
     ] = False,
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
@@ -209,7 +207,7 @@ def anime(
     overwrite: OverwriteOpt = False,
     skip_existing: SkipOpt = False,
     recursive: Annotated[
-        bool, typer.Option("--recursive", help="Look into sub-folders of folder inputs.")
+        bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
     ] = False,
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,

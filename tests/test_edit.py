@@ -339,3 +339,38 @@ def test_real_process_offline_without_cache_exits_4(astronaut_path: Path, tmp_pa
     assert "faceedit models download stargan-celeba-128" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_anime_with_the_official_tf_card_through_a_ranged_hub(
+    astronaut_path: Path,
+    fake_hub: FakeHub,
+    fixtures_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`faceedit anime` with a card like ugatit-selfie2anime-256: TF index + only the generator's ranges."""
+    from faceedit import registry
+
+    src = fixtures_dir / "tf" / "ugatit_tiny"
+    folder = "UGATIT_tiny_smoothing"
+    fake_hub.redirect_lfs = True  # /resolve/ answers 302 to a second origin, like the hub's CDN
+    fake_hub.commit("test/ugatit-tiny", {f"{folder}/{p.name}": p.read_bytes() for p in src.iterdir()})
+    base = registry.get_card("ugatit-selfie2anime-256")
+    files = (registry.SourceFile("UGATIT.model-3.index", "checkpoint-index"),)
+    card = dataclasses.replace(
+        base,
+        name="ugatit-tiny",
+        image_size=16,
+        generator_kwargs={**base.generator_kwargs, "ngf": 1, "img_size": 16},
+        source=dataclasses.replace(base.source, repo_id="test/ugatit-tiny", folder=folder, files=files),
+    )
+    install_cards(monkeypatch, card)
+    result = runner.invoke(app, ["anime", str(astronaut_path), "-m", "ugatit-tiny", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data_gets = [r for r in fake_hub.requests if r.method == "GET" and ".data-" in r.path]
+    assert data_gets and all("Range" in r.headers or "range" in r.headers for r in data_gets)
+    assert (tmp_path / "astronaut_anime.png").is_file()
+    fake_hub.stop()
+    api.load_engine.cache_clear()
+    again = runner.invoke(app, ["anime", str(astronaut_path), "-m", "ugatit-tiny", "-o", str(tmp_path / "2")])
+    assert again.exit_code == 0, again.output  # cached: the hub is no longer needed

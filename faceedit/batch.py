@@ -98,7 +98,9 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
     return sorted(p for p in found if not p.name.startswith("."))
 
 
-def expand_inputs(inputs: Sequence[str], recursive: bool = False, stdin: Iterable[str] | None = None) -> list[Path]:
+def expand_inputs(
+    inputs: Sequence[str], recursive: bool = False, stdin: Iterable[str] | None = None
+) -> list[Path]:
     """Turn files, folders, globs and ``-`` into a de-duplicated list of paths, in the order given.
 
     A named file is kept whatever its extension (a non-image is reported later, per file); a missing
@@ -120,8 +122,10 @@ def expand_inputs(inputs: Sequence[str], recursive: bool = False, stdin: Iterabl
     unique = list(dict.fromkeys(paths))
     if not unique:
         shown = ", ".join(inputs) or "(none)"
-        raise UsageError(f"no input images found in {shown}",
-                         f"give image files, folders or globs; extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}")
+        raise UsageError(
+            f"no input images found in {shown}",
+            f"give image files, folders or globs; extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}",
+        )
     return unique
 
 
@@ -140,7 +144,9 @@ class OutputPlan:
             raise UsageError("--overwrite and --skip-existing exclude each other")
         fmt = self.format.lower().lstrip(".")
         if fmt not in {"auto", "png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"}:
-            raise UsageError(f"unknown output format {self.format!r}", "use auto, png, jpg, webp, bmp or tiff")
+            raise UsageError(
+                f"unknown output format {self.format!r}", "use auto, png, jpg, webp, bmp or tiff"
+            )
 
     def path_for(self, source: Path, tag: str = "") -> Path:
         """The output path for ``source`` (``tag`` distinguishes several outputs of one input)."""

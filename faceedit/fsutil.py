@@ -21,8 +21,9 @@ def ensure_dir(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputError(f"cannot create output folder {folder}: {e.strerror or e}",
-                          "choose another folder with -o") from e
+        raise OutputError(
+            f"cannot create output folder {folder}: {e.strerror or e}", "choose another folder with -o"
+        ) from e
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {folder} is not writable", "choose another folder with -o")
     return folder
@@ -94,7 +95,9 @@ def atomic_dir(target: Path | str, overwrite: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise OutputError(f"{target} already exists and is not empty", "pass --overwrite or choose another --out")
+        raise OutputError(
+            f"{target} already exists and is not empty", "pass --overwrite or choose another --out"
+        )
     ensure_dir(target.parent)
     tmp = _temp_sibling(target, is_dir=True)
     tmp.mkdir()

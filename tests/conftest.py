@@ -45,8 +45,10 @@ SHARED = _shared_root()
 def shared_dir() -> Path:
     """The ``shared`` folder (``design.md``, ``reference/``, ``fixtures/``) next to the checkout."""
     if SHARED is None:
-        reason = ("reference fixtures not found: expected ../shared/fixtures next to the checkout "
-                  "(or set FACEEDIT_SHARED=/path/to/shared)")
+        reason = (
+            "reference fixtures not found: expected ../shared/fixtures next to the checkout "
+            "(or set FACEEDIT_SHARED=/path/to/shared)"
+        )
         if os.environ.get("FACEEDIT_REQUIRE_SHARED") == "1":
             pytest.fail(reason + " — FACEEDIT_REQUIRE_SHARED=1 makes this an error", pytrace=False)
         pytest.skip(reason)

@@ -261,6 +261,40 @@ def _from_cache(repo_id: str, filename: str, revision: str | None, ask_hub: bool
     return Path(found) if isinstance(found, str) else None
 
 
+def _quiet_library_logs() -> None:
+    """huggingface_hub installs its own stderr handler on import; its retry chatter is not for users."""
+    import logging
+
+    from huggingface_hub.utils import logging as hf_logging
+
+    if console.log.getEffectiveLevel() > logging.DEBUG:  # -vv shows everything
+        hf_logging.set_verbosity_error()
+
+
+def _check_resolvable(s: _Session) -> None:
+    """Fail at once, not after huggingface_hub's ~23 s of retries, when the hub's name cannot resolve.
+
+    A DNS failure is not transient the way a dropped connection is. Skipped behind a proxy, where the
+    proxy and not this machine resolves the name.
+    """
+    import socket
+    import urllib.parse
+
+    if s.offline or any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    host = urllib.parse.urlsplit(_shown(s.endpoint)).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ModelUnavailableError(
+            f"cannot reach the hub at {_shown(s.endpoint)} ({host}: {e.strerror or e}) "
+            f"and {s.label} is not cached",
+            f"check the connection, then run `faceedit models download {s.label}`",
+        ) from None
+
+
 def _download(s: _Session, repo_id: str, filename: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
@@ -268,6 +302,8 @@ def _download(s: _Session, repo_id: str, filename: str, revision: str | None) ->
         raise UsageError(
             "--force downloads again and needs the network", "drop --offline / unset HF_HUB_OFFLINE"
         )
+    _quiet_library_logs()
+    _check_resolvable(s)
     with (
         _hub_errors(s, repo_id, filename, revision),
         _download_bar(f"{s.label}: {filename}", s.progress) as bar,

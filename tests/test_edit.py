@@ -374,3 +374,24 @@ def test_anime_with_the_official_tf_card_through_a_ranged_hub(
     api.load_engine.cache_clear()
     again = runner.invoke(app, ["anime", str(astronaut_path), "-m", "ugatit-tiny", "-o", str(tmp_path / "2")])
     assert again.exit_code == 0, again.output  # cached: the hub is no longer needed
+
+
+def test_unresolvable_hub_fails_fast_without_library_chatter(
+    astronaut_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import time
+
+    import huggingface_hub.constants as constants
+
+    fakehub.isolate_caches(monkeypatch, tmp_path / "caches")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.faceedit-test.invalid")  # .invalid never resolves
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    start = time.monotonic()
+    result = runner.invoke(app, ["edit", str(astronaut_path), "--add", "Male", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 4, result.output
+    assert time.monotonic() - start < 10  # huggingface_hub alone would retry for ~23 s
+    assert "faceedit models download stargan-celeba-128" in result.output
+    assert "Retrying" not in result.output

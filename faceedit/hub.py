@@ -678,6 +678,8 @@ def _build_tf(s: _Session, card: ModelCard, folder: Path) -> str:
             f"{card.name} is not cached and offline mode is on",
             f"run `faceedit models download {card.name}` once with internet",
         )
+    _quiet_library_logs()
+    _check_resolvable(s)
     with _hub_errors(s, src.repo_id or "", src.folder or "", revision):
         model = import_ugatit_from_hub(
             src.repo_id or "",

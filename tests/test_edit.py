@@ -395,3 +395,6 @@ def test_unresolvable_hub_fails_fast_without_library_chatter(
     assert time.monotonic() - start < 10  # huggingface_hub alone would retry for ~23 s
     assert "faceedit models download stargan-celeba-128" in result.output
     assert "Retrying" not in result.output
+    anime = runner.invoke(app, ["anime", str(astronaut_path), "-o", str(tmp_path / "out")])  # the TF card
+    assert anime.exit_code == 4 and "Retrying" not in anime.output, anime.output
+    assert "faceedit models download ugatit-selfie2anime-256" in anime.output

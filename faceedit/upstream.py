@@ -337,6 +337,8 @@ def _discriminator(
         return None, None, {}
     try:
         obj = read_torch_file(path)
+        if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+            obj = obj["state_dict"]  # STGAN's D_<iter>.pth.tar and the hub copies' {"state_dict": D}
         state, kwargs = _key_map(read, arch, path, obj)
         count = kwargs.get(ATTR_KWARG[arch], n_attrs)
         if count != n_attrs:
@@ -369,9 +371,6 @@ def _stargan_file(path: Path) -> Path:
 def _stargan_d(d_obj: Any) -> tuple[dict, dict]:
     from faceedit.models import stargan
 
-    # Bare state dict (official -D.ckpt) or the hub copies' {"state_dict": D, "epoch": ...} wrapper.
-    if isinstance(d_obj, Mapping) and isinstance(d_obj.get("state_dict"), Mapping):
-        d_obj = d_obj["state_dict"]
     c_state = stargan.classifier_state(d_obj)
     return c_state, stargan.classifier_kwargs(c_state)
 
@@ -534,7 +533,7 @@ def _stgan_file(path: Path) -> Path:
 def _stgan_d(d_obj: Any) -> tuple[dict, dict]:
     from faceedit.models import stgan
 
-    c_state = stgan.classifier_state(d_obj.get("state_dict", d_obj))
+    c_state = stgan.classifier_state(d_obj)
     return c_state, stgan.classifier_kwargs(c_state)
 
 

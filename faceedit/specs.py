@@ -82,8 +82,13 @@ TEMPLATES: Mapping[str, TemplateSpec] = MappingProxyType(
     {
         t.name: t
         for t in (
-            _celeba("celeba-178", 0, 20, 178, "bilinear", True, "CelebA aligned, centre 178 crop (StarGAN, STGAN port)"),
-            _celeba("celeba-170", 4, 24, 170, "bilinear", True, "CelebA aligned, centre 170 crop (AttGAN-PyTorch)"),
+            _celeba(
+                "celeba-178", 0, 20, 178, "bilinear", True,
+                "CelebA aligned, centre 178 crop (StarGAN, STGAN port)",
+            ),
+            _celeba(
+                "celeba-170", 4, 24, 170, "bilinear", True, "CelebA aligned, centre 170 crop (AttGAN-PyTorch)"
+            ),
             _celeba(
                 "celeba-tf", 3, 26, 170, "bicubic", False,
                 "CelebA aligned, 170 crop at top 26, left 3, bicubic (TF AttGAN/STGAN)",
@@ -111,7 +116,7 @@ VARIANTS = ("port", "tf")
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """What an official model of ``arch`` (``variant``: the PyTorch port or the TF original) was trained with."""
+    """What an official ``arch`` model was trained with (``variant``: the PyTorch port or the TF original)."""
 
     arch: str
     variant: str

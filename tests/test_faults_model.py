@@ -339,3 +339,26 @@ def test_checkpoint_save_sweeps_killed_checkpoint_temps(tmp_path: Path) -> None:
     _age(stale, 2 * fsutil.STALE_AFTER_S)
     checkpoint.save(tmp_path, {"step": 5}, keep=2)
     assert [p.name for p in folder.iterdir()] == ["step-00000005.pt"]
+
+
+# ------------------------------------------------------------------------ item 10: training settings
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--image-size", "102400"], "image_size = 102400: must be between 8 and 2048"),
+        (["--set", "n_critic=0"], "n_critic = 0: must be between 1 and 1000"),  # was a ZeroDivisionError
+        (["--set", "lr_update_step=0"], "lr_update_step = 0: must be between 1"),
+        (["--set", "g_conv_dim=-8"], "g_conv_dim = -8: must be between 1 and 8192"),
+        (["--set", "lambda_rec=nan"], "lambda_rec = nan: must be between 0 and"),
+    ],
+)
+def test_out_of_range_training_settings_are_one_usage_error(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    args = ["train", "stargan", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--dry-run"]
+    result = runner.invoke(app, [*args, *options])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.count("must be") == 1  # a range already checked elsewhere is not said twice
+    _one_line(result.output)

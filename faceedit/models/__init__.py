@@ -265,17 +265,17 @@ def build(config: dict, *, empty: bool = False) -> FaceModel:
 _unrecorded_warned: set[Path] = set()
 
 
-def _read_verified(path: Path, expected: str | None, verify: bool) -> dict[str, torch.Tensor]:
+def _read_verified(path: Path, expected: Any, verify: bool) -> dict[str, torch.Tensor]:
     """The tensors of ``path`` once its sha256 matches ``expected`` (hashed first: a modified file is
     never parsed) and every weight is finite. No recorded sha256: said once, then read unchecked."""
-    if expected is not None and path.is_file():
+    if verify and expected is not None and path.is_file():
         try:
             actual = checks.file_sha256(path)
         except OSError as e:
             raise CheckpointError(f"cannot read {path}: {e.strerror or e}", "re-import the model") from e
         checks.check_digest(path, expected, actual)
-    elif verify and path.parent not in _unrecorded_warned:  # written before sha256s were recorded
-        _unrecorded_warned.add(path.parent)
+    elif verify and expected is None and path.parent not in _unrecorded_warned:
+        _unrecorded_warned.add(path.parent)  # a folder written before sha256s were recorded
         console.warn(
             f"{path.parent} records no sha256 of its weights (written by faceedit 0.1.0): used unchecked; "
             "re-import or re-export it to have it checked"
@@ -402,12 +402,12 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def load(folder: Path | str, device: str | torch.device = "cpu", verify: bool = True) -> FaceModel:
     """Read a model folder: validated config, strict weights, modules in eval mode on ``device``.
 
-    The weights must match the sha256 config.json records (hashed while they are read) and be finite;
+    The weights must match the sha256 config.json records (hashed before they are parsed) and be finite;
     ``verify=False`` skips the hash for a caller that has just checked the file itself (hub ledger).
     """
     folder = Path(folder)
     config = read_config(folder)
-    tensors = _read_verified(folder / WEIGHTS_FILE, config.get(DIGEST_KEY) if verify else None, verify)
+    tensors = _read_verified(folder / WEIGHTS_FILE, config.get(DIGEST_KEY), verify)
     parts: dict[str, dict[str, torch.Tensor]] = {"generator": {}, "classifier": {}}
     for key, value in tensors.items():
         head, _, rest = key.partition(".")

@@ -1,18 +1,33 @@
 """Atomic, no-clobber file and folder writes: a crash or a full disk never leaves half a file behind.
 
-Every writer in faceedit (images, model folders, JSON reports, checkpoints) goes through here.
+Every writer in faceedit (images, model folders, JSON reports, checkpoints) goes through here. A full
+disk, a quota or a read-only folder is an :class:`OutputError`; temp files of killed writers are swept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from faceedit.errors import OutputError
+from faceedit.errors import FaceeditError, OutputError
+
+# Errnos that mean "this output cannot be written here", whatever wrote it.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how safetensors (Rust) reports an errno
+# ".NAME.tmp-PID-TAG[.suffix]": the names _temp_sibling makes, and nothing else.
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(\.[^./]+)?$")
+# A temp file is stale only when its writer's pid is gone AND nobody touched it for this long: the
+# age guards writers this host cannot see (another container or machine sharing the folder).
+STALE_AFTER_S = 60.0
+_swept: dict[Path, float] = {}
 
 
 def ensure_dir(folder: Path) -> Path:
@@ -27,6 +42,90 @@ def ensure_dir(folder: Path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {folder} is not writable", "choose another folder with -o")
     return folder
+
+
+def write_failure(e: BaseException, target: Path, tmp: Path | None = None) -> OutputError | None:
+    """The one-line OutputError for a write of ``target`` that failed for want of space or permission.
+
+    ``e`` may be an OSError or a library error quoting an errno (safetensors); None for anything else,
+    and for a permission error about another file (an input read inside the write block).
+    """
+    if isinstance(e, FaceeditError):
+        return None
+    code = e.errno if isinstance(e, OSError) else None
+    if code is None and (m := _RUST_OS_ERROR.search(str(e))):
+        code = int(m.group(1))
+    if code in _NO_SPACE:
+        hint = "free some disk space or write somewhere else, then run again"
+    elif code in _NOT_WRITABLE and _about_output(e, target, tmp):
+        hint = "choose a folder you can write to"
+    else:
+        return None
+    return OutputError(f"cannot write {target}: {os.strerror(code)}", hint)
+
+
+def _about_output(e: BaseException, target: Path, tmp: Path | None) -> bool:
+    name = getattr(e, "filename", None)
+    if not name:
+        return True
+    path = Path(os.fsdecode(name))
+    return path in (target, target.parent) or (tmp is not None and (path == tmp or tmp in path.parents))
+
+
+def remove_stale_temps(folder: Path | str, now: float | None = None) -> list[Path]:
+    """Delete the temp files and folders that killed writers (``kill -9``, power loss) left in ``folder``.
+
+    Only names :func:`_temp_sibling` makes, whose pid is no running process here and which nobody
+    touched for :data:`STALE_AFTER_S`; a live writer's file is never removed. Returns what was removed.
+    """
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if m is None or _pid_alive(int(m["pid"])) or _last_touched(entry) > now - STALE_AFTER_S:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would terminate it: never probe there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _last_touched(entry: os.DirEntry) -> float:
+    """Newest mtime of the entry and, for a temp folder, of what is directly inside it."""
+    try:
+        times = [entry.stat(follow_symlinks=False).st_mtime]
+        if entry.is_dir(follow_symlinks=False):
+            times += [e.stat(follow_symlinks=False).st_mtime for e in os.scandir(entry.path)]
+    except OSError:
+        return float("inf")  # vanished or unreadable: leave it alone
+    return max(times)
+
+
+def _sweep(folder: Path) -> None:
+    # Once per folder per STALE_AFTER_S: a batch writes thousands of files into one folder.
+    now = time.monotonic()
+    if now - _swept.get(folder, -STALE_AFTER_S) >= STALE_AFTER_S:
+        _swept[folder] = now
+        remove_stale_temps(folder)
 
 
 def _temp_sibling(target: Path, is_dir: bool = False) -> Path:
@@ -63,15 +162,18 @@ def atomic_file(target: Path | str, overwrite: bool = False) -> Iterator[Path]:
     if not overwrite and target.exists():
         raise OutputError(f"{target} already exists", "pass --overwrite or --skip-existing")
     ensure_dir(target.parent)
+    _sweep(target.parent)
     tmp = _temp_sibling(target)
     try:
         yield tmp
         if not tmp.exists():
             raise OutputError(f"nothing was written for {target}")
         _publish(tmp, target, overwrite)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if (failure := write_failure(e, target, tmp)) is not None:
+            raise failure from e
         raise
 
 
@@ -99,9 +201,10 @@ def atomic_dir(target: Path | str, overwrite: bool = False) -> Iterator[Path]:
             f"{target} already exists and is not empty", "pass --overwrite or choose another --out"
         )
     ensure_dir(target.parent)
+    _sweep(target.parent)
     tmp = _temp_sibling(target, is_dir=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         yield tmp
         old = None
         if target.exists():
@@ -110,6 +213,8 @@ def atomic_dir(target: Path | str, overwrite: bool = False) -> Iterator[Path]:
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if (failure := write_failure(e, target, tmp)) is not None:
+            raise failure from e
         raise

@@ -2,7 +2,7 @@
 
 ``build`` makes fresh modules from a config, ``save``/``load`` write and read a folder (atomic write,
 strict load, one-line :class:`CheckpointError` for anything wrong). Keys are prefixed ``generator.`` and
-``classifier.`` in the safetensors file.
+``classifier.`` in the safetensors file; ``config.json`` records its sha256, checked on every load.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import __version__
+from faceedit import __version__, console
 from faceedit.errors import CheckpointError
 from faceedit.fsutil import atomic_dir
-from faceedit.models import attgan, stargan, stgan, ugatit
+from faceedit.models import attgan, checks, stargan, stgan, ugatit
 from faceedit.models.layers import fill_batch_counters
 
 ARCHS: dict[str, ModuleType] = {"stargan": stargan, "attgan": attgan, "stgan": stgan, "ugatit": ugatit}
@@ -43,6 +43,8 @@ CONFIG_KEYS = (
     "conditioning",
     "provenance",
 )
+# Optional: the sha256 of model.safetensors, written by save() (folders of faceedit <= 0.1.0 lack it).
+DIGEST_KEY = checks.DIGEST_KEY
 VARIANTS = ("port", "tf")
 TEMPLATES = ("celeba-178", "celeba-170", "celeba-tf", "selfie", "ffhq")
 RESIZES = ("bilinear", "bicubic")
@@ -169,13 +171,14 @@ def _choice_problems(config: dict) -> list[str]:
     for key, allowed in (("variant", VARIANTS), ("template", TEMPLATES), ("resize", RESIZES)):
         if config[key] not in allowed:
             problems.append(f"{key} {config[key]!r} is not one of {', '.join(allowed)}")
-    if not isinstance(config["image_size"], int) or config["image_size"] < 4:
-        problems.append(f"image_size {config['image_size']!r} is not a positive integer")
+    problems += [
+        p for p in (checks.image_size_problem(config["image_size"]), checks.digest_problem(config)) if p
+    ]
     cond = config["conditioning"]
     if not isinstance(cond, dict) or cond.get("scheme") not in SCHEMES or cond.get("rules") not in RULES:
         problems.append(f"conditioning {cond!r} needs scheme in {SCHEMES} and rules in {RULES}")
-    elif not isinstance(cond.get("thres_int"), int | float):
-        problems.append("conditioning.thres_int must be a number")
+    elif not _thres_ok(cond.get("thres_int")):
+        problems.append(f"conditioning.thres_int {cond.get('thres_int')!r} must be a number in (0, 10]")
     if config["arch"] == "ugatit" and config.get("direction") not in DIRECTIONS:
         problems.append(f"direction {config.get('direction')!r} is not A2B or B2A")
     if not isinstance(config["provenance"], dict):
@@ -183,12 +186,18 @@ def _choice_problems(config: dict) -> list[str]:
     return problems
 
 
+def _thres_ok(value: Any) -> bool:
+    return type(value) in (int, float) and 0 < value <= 10  # NaN fails both comparisons
+
+
 def _unknown_kwargs(cls: type, kwargs: Any, what: str) -> list[str]:
     if not isinstance(kwargs, dict):
         return [f"{what} must be an object"]
     params = inspect.signature(cls.__init__).parameters
     unknown = [k for k in kwargs if k not in params or k == "self"]
-    return [f"{what} has unknown arguments {unknown} for {cls.__name__}"] if unknown else []
+    if unknown:
+        return [f"{what} has unknown arguments {unknown} for {cls.__name__}"]
+    return checks.kwargs_problems(cls, kwargs, what)
 
 
 def _kwargs_problems(arch: str, config: dict) -> list[str]:
@@ -253,6 +262,31 @@ def build(config: dict, *, empty: bool = False) -> FaceModel:
     return FaceModel(generator.eval(), config, classifier.eval() if classifier is not None else None)
 
 
+_unrecorded_warned: set[Path] = set()
+
+
+def _read_verified(path: Path, expected: Any, verify: bool) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` once its sha256 matches ``expected`` (hashed first: a modified file is
+    never parsed) and every weight is finite. No recorded sha256: said once, then read unchecked."""
+    if verify and expected is not None and path.is_file():
+        try:
+            actual = checks.file_sha256(path)
+        except OSError as e:
+            raise CheckpointError(f"cannot read {path}: {e.strerror or e}", "re-import the model") from e
+        checks.check_digest(path, expected, actual)
+    elif verify and expected is None and path.parent not in _unrecorded_warned:
+        _unrecorded_warned.add(path.parent)  # a folder written before sha256s were recorded
+        console.warn(
+            f"{path.parent} records no sha256 of its weights (written by faceedit 0.1.0): used unchecked; "
+            "re-import or re-export it to have it checked"
+        )
+    tensors = _read_tensors(path)
+    checks.check_finite(
+        tensors, str(path), "the weights are damaged: re-import, re-export or re-download them"
+    )
+    return tensors
+
+
 def load_weights(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
     """Strict ``load_state_dict`` whose failures are one-line :class:`CheckpointError` messages.
 
@@ -305,7 +339,11 @@ def state_tensors(model: FaceModel) -> dict[str, torch.Tensor]:
 
 
 def save(model: FaceModel, folder: Path | str, overwrite: bool = False) -> Path:
-    """Write ``folder`` = config.json + model.safetensors, atomically (never half-written)."""
+    """Write ``folder`` = config.json + model.safetensors, atomically (never half-written).
+
+    config.json records the weights' sha256 (``weights_sha256``); ``model.config`` gets it too, so it
+    stays equal to the file. Non-finite weights are refused: such a model would paste flat squares.
+    """
     from safetensors.torch import save_file
 
     validate_config(model.config)
@@ -313,9 +351,16 @@ def save(model: FaceModel, folder: Path | str, overwrite: bool = False) -> Path:
         raise ValueError("model.classifier and config['classifier_kwargs'] must be both set or both None")
     tensors = state_tensors(model)
     folder = Path(folder)
+    checks.check_finite(
+        tensors,
+        f"cannot save {folder}",
+        "the weights are broken (a diverged run?): export an earlier checkpoint",
+    )
     with atomic_dir(folder, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "faceedit.arch": model.arch})
-        (tmp / CONFIG_FILE).write_text(json.dumps(model.config, indent=2) + "\n", encoding="utf-8")
+        config = {**model.config, DIGEST_KEY: checks.file_sha256(tmp / WEIGHTS_FILE)}
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    model.config = config
     return folder
 
 
@@ -354,11 +399,15 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         ) from e
 
 
-def load(folder: Path | str, device: str | torch.device = "cpu") -> FaceModel:
-    """Read a model folder: validated config, strict weights, modules in eval mode on ``device``."""
+def load(folder: Path | str, device: str | torch.device = "cpu", verify: bool = True) -> FaceModel:
+    """Read a model folder: validated config, strict weights, modules in eval mode on ``device``.
+
+    The weights must match the sha256 config.json records (hashed before they are parsed) and be finite;
+    ``verify=False`` skips the hash for a caller that has just checked the file itself (hub ledger).
+    """
     folder = Path(folder)
     config = read_config(folder)
-    tensors = _read_tensors(folder / WEIGHTS_FILE)
+    tensors = _read_verified(folder / WEIGHTS_FILE, config.get(DIGEST_KEY), verify)
     parts: dict[str, dict[str, torch.Tensor]] = {"generator": {}, "classifier": {}}
     for key, value in tensors.items():
         head, _, rest = key.partition(".")

@@ -179,10 +179,43 @@ def save(run_dir: Path, data: dict[str, Any], keep: int) -> Path:
     """Write ``data`` atomically as the checkpoint of its step, then delete all but the newest ``keep``."""
     path = path_for(run_dir, data["step"])
     with atomic_file(path, overwrite=True) as tmp:
-        torch.save(data, tmp)
+        _torch_save(data, tmp)
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+class _Sink:
+    """A file that remembers its OSError: torch.save turns a full disk into a bare RuntimeError."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
+def _torch_save(data: dict[str, Any], tmp: Path) -> None:
+    """``torch.save`` whose write failures surface as the OSError (ENOSPC...) that caused them."""
+    with open(tmp, "wb") as f:
+        sink = _Sink(f)
+        try:
+            torch.save(data, sink)
+        except RuntimeError as e:
+            if sink.error is not None:
+                raise sink.error from e
+            raise
 
 
 def load(path: Path) -> dict[str, Any]:

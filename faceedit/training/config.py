@@ -23,6 +23,7 @@ from faceedit.attributes import (
     STGAN_PORT_ATTRIBUTES,
 )
 from faceedit.errors import UsageError
+from faceedit.training import limits
 
 AMP_MODES = ("off", "bf16", "fp16")
 SPLITS = ("official", "celeba", "all")
@@ -313,6 +314,7 @@ def load(
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     cfg = _build(CONFIGS[arch], values, problems)
     problems += cfg.problems()
+    problems += limits.problems(cfg, problems)  # ranges: no zero divisors, no 100000-px images
     if problems:
         raise UsageError(
             f"the {arch} training config is not valid: " + "; ".join(problems),

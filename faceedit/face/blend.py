@@ -244,8 +244,8 @@ def change_weight(delta: np.ndarray, mask: np.ndarray | None = None) -> np.ndarr
 
     ``delta`` is S x S x 3 (edited minus reconstruction, fractions of the full range). Its largest
     channel magnitude, smoothed over ~1/100 of the crop, ramps from CHANGE_LOW to CHANGE_HIGH; the
-    result is feathered over ~1/40 of the crop and limited to the crop without a 1/32 border (and to
-    ``mask``), so the change fades out before the crop's edge and no seam can appear.
+    result is feathered over ~1/40 of the crop and limited to the crop (and to ``mask``) by a ramp that
+    is 0 on its outer 1/32 and rises smoothly over the next 1/16: no seam at the crop's edge.
     """
     import cv2
 
@@ -258,9 +258,10 @@ def change_weight(delta: np.ndarray, mask: np.ndarray | None = None) -> np.ndarr
     ramp = cv2.dilate(ramp, np.ones((3, 3), np.uint8))  # the ramp's own edge still belongs to the change
     weight = cv2.GaussianBlur(ramp, (0, 0), max(size / 40, 1.0))
     border = max(size // 32, 1)
-    region = np.zeros((size, size), np.float32)
-    region[border : size - border, border : size - border] = 1.0
-    region = cv2.GaussianBlur(region, (0, 0), border / 2)
+    edge = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32)  # px to the crop's edge
+    t = np.clip((edge - border) / (2 * border), 0.0, 1.0)
+    ramp_1d = t * t * (3 - 2 * t)  # smoothstep: exactly 0 at the edge band, 1 inside
+    region = np.minimum.outer(ramp_1d, ramp_1d)
     if mask is not None:
         region *= np.clip(mask, 0, 1).astype(np.float32)
     return np.clip(weight, 0.0, 1.0) * region

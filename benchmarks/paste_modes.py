@@ -1,6 +1,6 @@
 """Paste-back per detail mode on real photos: sharpness kept inside the faces, pixels changed outside them.
 
-Run: ``python benchmarks/paste_modes.py [--photos ../shared/photos] [--out benchmarks/out/paste_modes]``.
+Run: ``python benchmarks/paste_modes.py [--photos ../shared/photos] [--out DIR] [--capacity 32]``.
 For every photo (and scikit-image's astronaut), every face is detected, aligned to a 128-px CelebA crop
 and run through a stand-in generator of known, limited capacity (tests/standin.py: it reconstructs a
 low-pass version of its input and adds a hair-colour shift in the crop's top third), then put back
@@ -174,13 +174,20 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     parser.add_argument("--photos", type=Path, default=root.parent / "shared" / "photos")
     parser.add_argument("--out", type=Path, default=root / "benchmarks" / "out" / "paste_modes")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=32,
+        help="side (px) the stand-in rebuilds its 128-px input at; 128: perfect",
+    )
     args = parser.parse_args()
     import skimage
 
     paths = sorted(p for p in args.photos.glob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     paths.append(Path(skimage.__file__).parent / "data" / "astronaut.png")
     args.out.mkdir(parents=True, exist_ok=True)
-    engine = standin_engine()
+    engine = standin_engine(lowpass=args.capacity)
+    print(f"stand-in capacity: {args.capacity} px of 128")
     print("photo                        faces edit  mode      sharp  %out-chg %all-chg  blond")
     for path in paths:
         for row in measure(path, engine, args.out):

@@ -16,16 +16,16 @@ from faceedit import models
 from faceedit.runtime import Engine
 
 ATTRIBUTES = ["Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young"]
-# Colour each hair label adds in the hair band, in the generator's [-1, 1] units (R, G, B).
-HAIR_COLOURS = torch.tensor(
-    [[-0.30, -0.30, -0.30], [0.45, 0.30, -0.20], [0.10, -0.05, -0.15], [0, 0, 0], [0, 0, 0]]
-)
+# Colour each label adds in the hair band, in the generator's [-1, 1] units (R, G, B). Black hair adds
+# none, so a Black_Hair face is rebuilt as exactly its low-pass (the photo itself at full capacity).
+HAIR_COLOURS = torch.tensor([[0, 0, 0], [0.45, 0.30, -0.20], [0.10, -0.05, -0.15], [0, 0, 0], [0, 0, 0]])
 
 
 class StandInGenerator(nn.Module):
     """``G(x [N,3,S,S] in [-1,1], c [N,5] labels) -> [N,3,S,S]``: low-pass(x) + hair band * colour(c).
 
-    ``lowpass`` is the side (px) the crop is reduced to before being scaled back up (its capacity).
+    ``lowpass`` is the side (px) the crop is reduced to before being scaled back up (its capacity;
+    the crop's own size: a perfect reconstruction).
     """
 
     def __init__(self, lowpass: int = 32) -> None:

@@ -8,8 +8,8 @@ with ``--detail transfer`` and ``--detail replace`` through the same functions `
 Two edits: (a) identity (the model's own reconstruction), (b) +Blond_Hair (a visible change). Prints
 per photo: sharpness inside the face boxes (Laplacian energy of the result / of the original), % of
 pixels changed outside the face boxes and overall, and the edit's strength (mean shift towards blond in
-the hair band, 8-bit levels), plus a no-op check through ``api.edit_many`` (target = source). Writes
-before / transfer / replace crops of (b) to the output folder: look at them.
+the hair band, 8-bit levels) and paste time, plus a no-op check through ``api.edit_many`` (target =
+source). Writes before / transfer / replace crops of (b) to the output folder: look at them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +49,21 @@ def prepare(path: Path, engine: api.Engine) -> api.Prepared | None:
 
 def edited_photos(
     prepared: api.Prepared, engine: api.Engine, spec: attributes.EditSpec
-) -> dict[str, np.ndarray]:
-    """mode -> the photo's pixels after the edit (no no-op short cut: the paste itself is measured)."""
+) -> dict[str, tuple[np.ndarray, float]]:
+    """mode -> (the photo's pixels after the edit, paste milliseconds); no no-op short cut: the paste
+    itself is measured."""
     names = list(engine.config["attributes"])
     x = images.to_tensor([a.crop for a in prepared.aligned])
     source = attributes.source_labels(names, x.shape[0], attributes.parse_source("Black_Hair", names))
     cond = attributes.encode(engine.config["conditioning"], names, source, spec)
     rebuilt = attributes.encode(engine.config["conditioning"], names, source, attributes.EditSpec())
     faces = api._generate(engine, x, cond, rebuilt, 8)
-    return {
-        mode: api._paste(prepared, faces.edited, api.PasteOptions(detail=mode), faces.changes)
-        for mode in MODES
-    }
+    results = {}
+    for mode in MODES:
+        start = time.perf_counter()
+        pixels = api._paste(prepared, faces.edited, api.PasteOptions(detail=mode), faces.changes)
+        results[mode] = (pixels, 1000 * (time.perf_counter() - start))
+    return results
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
@@ -151,7 +155,8 @@ def measure(path: Path, engine: api.Engine, out: Path) -> list[str]:
     mask, before = face_mask(prepared), prepared.photo.pixels
     rows = []
     for edit, spec in EDITS.items():
-        results = edited_photos(prepared, engine, spec)
+        timed = edited_photos(prepared, engine, spec)
+        results = {mode: pixels for mode, (pixels, _) in timed.items()}
         for mode in MODES:
             after = results[mode]
             diff = changed(before, after)
@@ -159,7 +164,7 @@ def measure(path: Path, engine: api.Engine, out: Path) -> list[str]:
             shift = blond_shift(prepared, after)
             rows.append(
                 f"{path.name:28s} {len(prepared.faces):2d} {edit:9s} {mode:9s} {ratio:6.3f} "
-                f"{100 * diff[~mask].mean():8.2f} {100 * diff.mean():8.2f} {shift:7.1f}"
+                f"{100 * diff[~mask].mean():8.2f} {100 * diff.mean():8.2f} {shift:7.1f} {timed[mode][1]:8.1f}"
             )
         if edit == "blond":
             write_strip(out, prepared, results)
@@ -188,7 +193,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     engine = standin_engine(lowpass=args.capacity)
     print(f"stand-in capacity: {args.capacity} px of 128")
-    print("photo                        faces edit  mode      sharp  %out-chg %all-chg  blond")
+    print("photo                        faces edit  mode      sharp  %out-chg %all-chg  blond paste-ms")
     for path in paths:
         for row in measure(path, engine, args.out):
             print(row, flush=True)

@@ -322,4 +322,6 @@ def _add_region(region: np.ndarray, change: np.ndarray) -> None:
     mixed = colour.astype(np.float32) + change
     if np.issubdtype(region.dtype, np.integer):
         mixed = np.clip(np.rint(mixed), 0, full)  # a change under half a level leaves the pixel exact
+    else:  # float photos: clip only what changed (values beyond [0, 1] elsewhere are the photo's own)
+        mixed = np.where(change != 0, np.clip(mixed, 0.0, 1.0), colour)
     colour[...] = mixed.astype(region.dtype)

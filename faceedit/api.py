@@ -24,7 +24,7 @@ import numpy as np
 
 from faceedit import attributes, images
 from faceedit.batch import Item, OutputPlan, Report
-from faceedit.errors import FaceeditError, NoFaceError, UsageError
+from faceedit.errors import FaceeditError, InputError, NoFaceError, UsageError
 
 if TYPE_CHECKING:
     from faceedit.face.align import AlignedFace
@@ -48,10 +48,15 @@ class FaceOptions:
 
 @dataclass(frozen=True)
 class PasteOptions:
-    """How edited faces go back into the photo (``--color-match``, ``--blend``)."""
+    """How edited faces go back into the photo (``--detail``, ``--color-match``, ``--blend``).
+
+    ``detail`` "transfer" adds the model's change to the photo's own pixels (attribute models only);
+    "replace" pastes the generated crop (official test output; colour match and blend apply to it).
+    """
 
     color_match: str = "partial"
     blend: str = "feather"
+    detail: str = "transfer"
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class AnimeRequest:
     intensity: float = 1.0
     whole: bool = False
     faces: FaceOptions = FaceOptions()
-    paste: PasteOptions = PasteOptions(color_match="off")
+    paste: PasteOptions = PasteOptions(color_match="off", detail="replace")  # U-GAT-IT always replaces
     batch_size: int = 4
     grid: bool = False
     save_crops: bool = False
@@ -420,20 +425,23 @@ def _edit_group(
     estimate = None if logits is None else attributes.labels_from_logits(logits)
     source = attributes.source_labels(names, len(crops), request.source, estimate)
     cond = attributes.encode(config["conditioning"], names, source, spec)
+    reconstruct = attributes.encode(config["conditioning"], names, source, attributes.EditSpec())
+    transfer = request.paste.detail == "transfer"
     with _stage(timings, "generate"):
-        edited = images.from_tensor(engine.generate(x, cond, request.batch_size).images)
+        faces = _generate(engine, x, cond, reconstruct if transfer else None, request.batch_size)
+    faces.unchanged |= _asks_nothing(config["conditioning"], names, source, spec, cond, reconstruct)
     start = 0
     for prepared in group:
-        faces = slice(start, start + len(prepared.aligned))
-        start = faces.stop
-        face_logits = None if logits is None else logits[faces]
-        grid = _grid_columns(prepared, engine, request, source[faces], x[faces]) if request.grid else None
+        these = slice(start, start + len(prepared.aligned))
+        start = these.stop
+        face_logits = None if logits is None else logits[these]
+        grid = _grid_columns(prepared, engine, request, source[these], x[these]) if request.grid else None
         writer.submit(
             functools.partial(
                 _finish_edit,
                 prepared,
-                edited[faces],
-                source[faces],
+                faces.part(these),
+                source[these],
                 face_logits,
                 grid,
                 request,
@@ -444,9 +452,62 @@ def _edit_group(
         )
 
 
+@dataclass
+class Generated:
+    """A group's generator results per face: crops (uint8 S x S x 3), changes (float32 S x S x 3,
+    edited minus reconstruction in fractions of the full range; None when replacing), and flags."""
+
+    edited: list[np.ndarray]
+    changes: list[np.ndarray] | None
+    finite: np.ndarray  # [N] bool: False where the output (or the change) has NaN/Inf
+    unchanged: np.ndarray  # [N] bool: the edit asks for nothing, the face is left as it is
+
+    def part(self, faces: slice) -> Generated:
+        changes = None if self.changes is None else self.changes[faces]
+        return Generated(self.edited[faces], changes, self.finite[faces], self.unchanged[faces])
+
+
+def _generate(
+    engine: Engine, x: Any, cond: np.ndarray | None, reconstruct: np.ndarray | None, batch_size: int
+) -> Generated:
+    """``G(x, cond)``, and with ``reconstruct`` also ``G(x, reconstruct)`` in the same batch ([2N])."""
+    import torch
+
+    n = x.shape[0]
+    if reconstruct is None or cond is None:
+        out = engine.generate(x, cond, batch_size).images
+        finite = torch.isfinite(out).flatten(1).all(1).numpy()
+        return Generated(images.from_tensor(out), None, finite, np.zeros(n, bool))
+    both = engine.generate(torch.cat([x, x]), np.concatenate([cond, reconstruct]), 2 * batch_size).images
+    finite = torch.isfinite(both).flatten(1).all(1).numpy()
+    edited, rebuilt = both[:n].clamp(-1, 1), both[n:].clamp(-1, 1)
+    change = ((edited - rebuilt) * 0.5).permute(0, 2, 3, 1).contiguous().numpy()  # [N,S,S,3]
+    return Generated(images.from_tensor(edited), list(change), finite[:n] & finite[n:], np.zeros(n, bool))
+
+
+def _asks_nothing(
+    conditioning: dict[str, Any],
+    names: list[str],
+    source: np.ndarray,
+    spec: attributes.EditSpec,
+    cond: np.ndarray | None,
+    reconstruct: np.ndarray | None,
+) -> np.ndarray:
+    """[N] bool: faces whose edit is a no-op (target = source, every intensity 0, or conditioning equal
+    to the reconstruction's); their pixels are not touched in any detail mode."""
+    n = source.shape[0]
+    same = np.zeros(n, bool) if cond is None or reconstruct is None else np.all(cond == reconstruct, axis=1)
+    if spec.slide:  # a slider sets absolute values: only an identical conditioning is a no-op
+        return same
+    if all(spec.strength(name) == 0 for name, _ in spec.edits):
+        return np.ones(n, bool)
+    target = attributes.targets(conditioning, names, source, spec)
+    return same | np.all(target == np.asarray(source, np.float32), axis=1)
+
+
 def _finish_edit(
     prepared: Prepared,
-    edited: list[np.ndarray],
+    faces: Generated,
     source: np.ndarray,
     logits: np.ndarray | None,
     grid: list[list[np.ndarray]] | None,
@@ -456,24 +517,36 @@ def _finish_edit(
     timings: StageTimes | None = None,
 ) -> Item:
     """Paste the edited faces back and write the photo (+ grid, crops): runs in a writer thread."""
-    item = Item(input=prepared.path, faces=len(edited))
+    item = Item(input=prepared.path, faces=len(faces.edited))
     try:
+        _check_finite(faces.finite)
         with _stage(timings, "paste"):
-            pixels = _paste(prepared, edited, request.paste)
+            pixels = _paste(prepared, faces.edited, request.paste, faces.changes, faces.unchanged)
         item.outputs.append(_write_photo(prepared, pixels, plan, request.quality, timings))
         if grid is not None:
             item.outputs.append(_write_mosaic(plan, prepared.target, grid))
         if request.save_crops:
-            item.outputs.extend(_write_crops(prepared, edited, plan))
+            item.outputs.extend(_write_crops(prepared, faces.edited, plan))
     except FaceeditError as e:
         return Item(
-            input=prepared.path, status="failed", faces=len(edited), error=str(e), outputs=item.outputs
+            input=prepared.path, status="failed", faces=len(faces.edited), error=str(e), outputs=item.outputs
         )
     item.details["faces_detail"] = [
         _face_json(f, source[i], None if logits is None else logits[i], names)
         for i, f in enumerate(prepared.faces)
     ]
     return item
+
+
+def _check_finite(finite: np.ndarray) -> None:
+    """A NaN/Inf from the generator is a damaged model, never something to paste (issue 10)."""
+    bad = np.flatnonzero(~np.asarray(finite, bool))
+    if bad.size:
+        raise InputError(
+            f"the model's output for face {', '.join(str(i) for i in bad)} is not finite (NaN/Inf); "
+            "nothing was written for this photo",
+            "the model's weights are likely damaged: download or export it again",
+        )
 
 
 def _face_json(face: Face, source: np.ndarray, logits: np.ndarray | None, names: list[str]) -> dict[str, Any]:
@@ -488,18 +561,32 @@ def _face_json(face: Face, source: np.ndarray, logits: np.ndarray | None, names:
     return doc
 
 
-def _paste(prepared: Prepared, edited: Sequence[np.ndarray], options: PasteOptions) -> np.ndarray:
-    """The photo's own pixels (its depth; gray/alpha handled by images.write) with every face pasted."""
+def _paste(
+    prepared: Prepared,
+    edited: Sequence[np.ndarray],
+    options: PasteOptions,
+    changes: Sequence[np.ndarray] | None = None,
+    unchanged: np.ndarray | None = None,
+) -> np.ndarray:
+    """The photo's own pixels (its depth; gray/alpha handled by images.write) with every face's edit:
+    its change added (``changes`` given and detail "transfer") or its crop pasted; ``unchanged`` faces
+    are skipped."""
     from faceedit.face import blend
 
     out = prepared.photo.pixels.copy()
     order = sorted(range(len(edited)), key=lambda i: prepared.faces[i].width * prepared.faces[i].height)
     for i in order:  # largest face last: it wins where faces overlap
+        if unchanged is not None and unchanged[i]:
+            continue
+        aligned = prepared.aligned[i]
+        if changes is not None and options.detail == "transfer":
+            blend.add_change_into(out, changes[i], aligned.matrix)
+            continue
         blend.paste_into(
             out,
             edited[i],
-            prepared.aligned[i].matrix,
-            original=prepared.aligned[i].crop,
+            aligned.matrix,
+            original=aligned.crop,
             color_match=options.color_match,  # type: ignore[arg-type]
             blend=options.blend,  # type: ignore[arg-type]
         )
@@ -630,14 +717,15 @@ def _anime_group(
     x = images.to_tensor(crops)
     with _stage(timings, "generate"):
         result = engine.generate(x, None, request.batch_size)
+        finite = result.images.isfinite().flatten(1).all(1).numpy()
         out = _blend_intensity(x, result.images, request.intensity)
     start = 0
     for prepared in group:
         n = 1 if request.whole else len(prepared.aligned)
-        chunk = out[start : start + n]
+        chunk, ok = out[start : start + n], finite[start : start + n]
         heat = None if result.heatmaps is None else result.heatmaps[start : start + n]
         start += n
-        writer.submit(functools.partial(_finish_anime, prepared, chunk, heat, request, plan, timings))
+        writer.submit(functools.partial(_finish_anime, prepared, chunk, heat, request, plan, timings, ok))
 
 
 def _whole_crop(prepared: Prepared, size: int) -> np.ndarray:
@@ -659,10 +747,13 @@ def _finish_anime(
     request: AnimeRequest,
     plan: OutputPlan,
     timings: StageTimes | None = None,
+    finite: np.ndarray | None = None,
 ) -> Item:
-    """Paste back (or resize back) and write: runs in a writer thread."""
+    """Paste back (or resize back) and write: runs in a writer thread. U-GAT-IT translates the whole
+    face, so its crop always replaces the face (detail "replace")."""
     item = Item(input=prepared.path, faces=0 if request.whole else len(outputs))
     try:
+        _check_finite(np.ones(len(outputs), bool) if finite is None else finite)
         with _stage(timings, "paste"):
             pixels = (
                 _whole_back(prepared, outputs[0])

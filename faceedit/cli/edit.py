@@ -78,6 +78,15 @@ OfflineOpt = Annotated[
 ]
 ColorOpt = Annotated[str, typer.Option("--color-match", help="off, partial or full (Lab colour transfer).")]
 BlendOpt = Annotated[str, typer.Option("--blend", help="feather (default) or poisson.")]
+DetailOpt = Annotated[
+    str,
+    typer.Option(
+        "--detail",
+        help="transfer (default): add the model's change to the photo's own pixels, so the face keeps "
+        "its resolution and untouched pixels stay exact; replace: paste the generated crop (the "
+        "official test output, at the model's resolution; --color-match and --blend apply to it).",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -122,8 +131,16 @@ def edit(
     face: FaceOpt = "all",
     detector: DetectorOpt = None,
     min_face_size: MinFaceOpt = 20.0,
-    color_match: ColorOpt = "partial",
-    blend: BlendOpt = "feather",
+    detail: DetailOpt = "transfer",
+    color_match: Annotated[
+        str | None,
+        typer.Option(
+            "--color-match", help="--detail replace: off, partial (default) or full (Lab colour transfer)."
+        ),
+    ] = None,
+    blend: Annotated[
+        str | None, typer.Option("--blend", help="--detail replace: feather (default) or poisson.")
+    ] = None,
     batch_size: BatchOpt = 8,
     grid: GridOpt = False,
     save_crops: CropsOpt = False,
@@ -146,7 +163,7 @@ def edit(
             "name attributes with --add and/or --remove (faceedit models info NAME lists them)",
         )
     spec = attributes.parse_edit(add, remove, intensity, slide=slide)
-    paste = _paste_options(color_match, blend)
+    paste = _edit_paste_options(detail, color_match, blend)
     request_kwargs: dict[str, Any] = {
         "spec": spec,
         "faces": _face_options(detector, face, min_face_size),
@@ -212,7 +229,10 @@ def anime(
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Selfie to anime with U-GAT-IT: [bold]faceedit anime selfie.png[/bold]."""
+    """Selfie to anime with U-GAT-IT: [bold]faceedit anime selfie.png[/bold].
+
+    U-GAT-IT translates the whole face, so its crop replaces the face (there is no --detail transfer).
+    """
     from faceedit import api, registry
 
     request = api.AnimeRequest(
@@ -270,6 +290,23 @@ def _paste_options(color_match: str, blend: str) -> Any:
     if blend not in {"feather", "poisson"}:
         raise UsageError(f"--blend {blend!r} is not feather or poisson")
     return api.PasteOptions(color_match=color_match, blend=blend)
+
+
+def _edit_paste_options(detail: str, color_match: str | None, blend: str | None) -> Any:
+    """``--detail`` and the replace-only options; asking for those with transfer is a usage error."""
+    from faceedit.errors import UsageError
+
+    if detail not in {"transfer", "replace"}:
+        raise UsageError(f"--detail {detail!r} is not transfer or replace")
+    if detail == "transfer" and (color_match not in {None, "off"} or blend not in {None, "feather"}):
+        given = f"--color-match {color_match}" if color_match not in {None, "off"} else f"--blend {blend}"
+        raise UsageError(
+            f"{given} applies to pasted crops only; --detail transfer keeps the photo's own pixels",
+            "add --detail replace to paste the generated crop",
+        )
+    import dataclasses
+
+    return dataclasses.replace(_paste_options(color_match or "partial", blend or "feather"), detail=detail)
 
 
 def _plan(out: Path | None, suffix: str, fmt: str, overwrite: bool, skip_existing: bool) -> Any:

@@ -301,20 +301,19 @@ def run(
     """``faceedit eval``: every model of ``specs`` scored on the same CelebA images, one document."""
     from faceedit import classifier as attcls
     from faceedit import console, hub
-    from faceedit.data.celeba import read_index
     from faceedit.runtime import Engine
 
     require_skimage()
     if options.split not in SPLITS:
         raise UsageError(f"unknown split {options.split!r}", f"use one of {', '.join(SPLITS)}")
     _check_output(options.save_images)
+    _read_data(data, ())  # the folder's layout is checked before any model is downloaded or loaded
     judge = Engine(attcls.load(classifier, offline=offline), device, "fp32", optimise=False)
     editors = [(spec, Engine(hub.load(spec, offline=offline), device, "fp32")) for spec in specs]
     scorers = [Scorer(e, judge, spec, _for_model(options, spec, len(specs))) for spec, e in editors]
-    jobs = []
-    for scorer in scorers:  # every data problem is reported before any image is generated
-        index = read_index(data, scorer.names, split="all")
-        jobs.append((scorer, index, eval_rows(index, options.split, options.limit)))
+    index = _read_data(data, list(dict.fromkeys(n for s in scorers for n in s.names)))
+    rows = eval_rows(index, options.split, options.limit)
+    jobs = [(scorer, _columns(index, scorer.names), rows) for scorer in scorers]
     results = []
     with console.progress(sum(len(r) for _, _, r in jobs), "evaluating", enabled=progress) as advance:
         for scorer, index, rows in jobs:
@@ -323,11 +322,27 @@ def run(
     return {
         "data": str(Path(data).expanduser()),
         "split": options.split,
-        "images": len(jobs[0][2]),
+        "images": len(rows),
         "classifier": classifier or attcls.DEFAULT_CARD,
         "intensity": options.intensity,
         "models": results,
     }
+
+
+def _read_data(root: Path, names: Sequence[str]) -> Any:
+    """The checked CelebA index with ``names`` as label columns; problems in one line (exit 2)."""
+    from faceedit.data.celeba import read_index
+
+    try:
+        return read_index(root, names, split="all")
+    except UsageError as e:
+        raise UsageError(e.message.replace("the training data", "the evaluation data"), e.hint) from None
+
+
+def _columns(index: Any, names: Sequence[str]) -> Any:
+    """``index`` with its label columns narrowed to ``names`` (in that order)."""
+    cols = [index.attributes.index(n) for n in names]
+    return replace(index, labels=index.labels[:, cols], attributes=tuple(names))
 
 
 def _check_output(folder: Path | None) -> None:

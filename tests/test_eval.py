@@ -214,8 +214,9 @@ def test_bad_input_is_one_line_exit_2(setup: dict[str, Path], tmp_path: Path, ca
     args = {"model": f"local:{setup['model']}", "data": str(setup["root"]), "cls": f"local:{setup['cls']}"}
     extra: list[str] = []
     expect = ""
-    if case == "no-folder":
+    if case == "no-folder":  # checked before the model, which does not exist either
         args["data"], expect = str(tmp_path / "missing"), "does not exist"
+        args["model"] = f"local:{tmp_path / 'no-model'}"
     elif case == "malformed":
         bad = tmp_path / "bad"
         (bad / "img_align_celeba").mkdir(parents=True)

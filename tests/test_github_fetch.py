@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -151,3 +152,19 @@ def test_git_blob_id_is_gits(tmp_path: Path) -> None:
     path = tmp_path / "hello"
     path.write_bytes(b"hello\n")
     assert github_fetch.git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+
+
+def test_eval_fetches_its_default_classifier(github: RawGitHub, tmp_path: Path) -> None:
+    """`faceedit eval` without --classifier uses the attcls-celeba-128 card (here: the loopback GitHub)."""
+    from tests._tiny import tiny_model
+    from tests.synthdata import make_celeba
+
+    root = make_celeba(tmp_path / "celeba", n=4, seed=1, partition=False)
+    model = models.save(tiny_model("stgan"), tmp_path / "stgan")
+    args = ["eval", f"local:{model}", "--data", str(root), "--split", "all", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["classifier"] == CARD and doc["images"] == 4 and len(github.requests) == 2
+    assert set(doc["models"][0]["attributes"]) == set(models.load(model).attributes)
+    assert "celeba-178@32 -> celeba-tf@128" in doc["models"][0]["crop_mapping"]

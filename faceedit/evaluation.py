@@ -310,7 +310,11 @@ def run(
     _read_data(data, ())  # the folder's layout is checked before any model is downloaded or loaded
     judge = Engine(attcls.load(classifier, offline=offline), device, "fp32", optimise=False)
     editors = [(spec, Engine(hub.load(spec, offline=offline), device, "fp32")) for spec in specs]
-    scorers = [Scorer(e, judge, spec, _for_model(options, spec, len(specs))) for spec, e in editors]
+    folders = _save_folders(options.save_images, specs)
+    scorers = [
+        Scorer(e, judge, spec, replace(options, save_images=folder))
+        for (spec, e), folder in zip(editors, folders, strict=True)
+    ]
     index = _read_data(data, list(dict.fromkeys(n for s in scorers for n in s.names)))
     rows = eval_rows(index, options.split, options.limit)
     jobs = [(scorer, _columns(index, scorer.names), rows) for scorer in scorers]
@@ -350,10 +354,17 @@ def _check_output(folder: Path | None) -> None:
         raise UsageError(f"--save-images {folder} already exists and is not empty", "choose a new folder")
 
 
-def _for_model(options: Options, spec: str, n_models: int) -> Options:
-    if options.save_images is None or n_models == 1:
-        return options
-    return replace(options, save_images=options.save_images / safe_label(spec))
+def _save_folders(root: Path | None, specs: Sequence[str]) -> list[Path | None]:
+    """Where each model's images go: ``root`` for one model, ``root/NAME`` (unique) for several."""
+    if root is None or len(specs) == 1:
+        return [root] * len(specs)
+    names: list[str] = []
+    for spec in specs:
+        base = name = safe_label(spec)
+        while name in names:
+            name = f"{base}-{len(names) + 1}"
+        names.append(name)
+    return [root / name for name in names]
 
 
 def safe_label(label: str) -> str:

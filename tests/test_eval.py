@@ -47,7 +47,7 @@ def _classifier() -> models.FaceModel:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A synthetic CelebA folder, an AttGAN trained on it for a few steps, the classifier folder."""
     tmp = tmp_path_factory.mktemp("eval")
     root = make_celeba(tmp / "celeba", n=24, seed=2)
@@ -65,9 +65,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "model": model, "cls": cls, "tmp": tmp}
 
 
-def _eval(setup: dict[str, Path], *extra: str) -> tuple[int, str]:
-    args = ["eval", f"local:{setup['model']}", "--data", str(setup["root"]), "--classifier"]
-    result = runner.invoke(app, [*args, f"local:{setup['cls']}", "--device", "cpu", *extra])
+def _eval(world: dict[str, Path], *extra: str) -> tuple[int, str]:
+    args = ["eval", f"local:{world['model']}", "--data", str(world["root"]), "--classifier"]
+    result = runner.invoke(app, [*args, f"local:{world['cls']}", "--device", "cpu", *extra])
     return result.exit_code, result.output
 
 
@@ -82,10 +82,10 @@ def _png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_end_to_end_metrics_match_independent_computations(setup: dict[str, Path]) -> None:
-    saved = setup["tmp"] / "saved"
+def test_end_to_end_metrics_match_independent_computations(world: dict[str, Path]) -> None:
+    saved = world["tmp"] / "saved"
     code, out = _eval(
-        setup, "--split", "all", "--limit", "6", "--batch-size", "4", "--json", "--save-images", str(saved)
+        world, "--split", "all", "--limit", "6", "--batch-size", "4", "--json", "--save-images", str(saved)
     )
     assert code == 0, out
     doc = json.loads(out)
@@ -104,9 +104,9 @@ def test_end_to_end_metrics_match_independent_computations(setup: dict[str, Path
     assert result["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-9)
     assert result["ssim"] == pytest.approx(np.mean(ssims), abs=1e-9)
 
-    classifier = models.load(setup["cls"])
+    classifier = models.load(world["cls"])
     matrix = evaluation.frame_matrix("celeba-170", 32, "celeba-tf", 128)
-    labels = _labels(setup["root"])
+    labels = _labels(world["root"])
     truth = np.stack([labels[f"{n}.jpg"] for n in names])
     columns = [attributes.CELEBA_ATTRIBUTES.index(a) for a in ATTRS]
     for i, attr in enumerate(ATTRS):
@@ -123,13 +123,13 @@ def test_end_to_end_metrics_match_independent_computations(setup: dict[str, Path
     assert "celeba-170@32 -> celeba-tf@128" in result["crop_mapping"]
 
 
-def test_same_run_twice_same_numbers_and_default_test_split(setup: dict[str, Path]) -> None:
-    runs = [_eval(setup, "--json") for _ in range(2)]
+def test_same_run_twice_same_numbers_and_default_test_split(world: dict[str, Path]) -> None:
+    runs = [_eval(world, "--json") for _ in range(2)]
     assert all(code == 0 for code, _ in runs), runs[0][1]
     first, second = (json.loads(out) for _, out in runs)
     assert first == second
     assert first["split"] == "test" and first["images"] == 3  # partition 2 of the synthetic folder
-    code, out = _eval(setup, "--limit", "2")
+    code, out = _eval(world, "--limit", "2")
     assert code == 0, out
     assert "Blond_Hair" in out and "reconstruction PSNR" in out and "images" in out
 
@@ -141,7 +141,7 @@ class Passthrough(nn.Module):
         return x.clone()
 
 
-def test_editor_that_changes_nothing_known_answers(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_editor_that_changes_nothing_known_answers(tmp_path: Path) -> None:
     base = tiny_model("attgan")
     cfg = {**base.config, "attributes": list(ATTRS), "template": "celeba-178"}
     editor = Engine(models.FaceModel(Passthrough(), cfg), "cpu", "fp32", optimise=False)
@@ -210,8 +210,8 @@ def test_official_test_range_without_partition_file() -> None:
 
 
 @pytest.mark.parametrize("case", ["no-folder", "malformed", "ugatit", "classifier-lacks", "saved-not-empty"])
-def test_bad_input_is_one_line_exit_2(setup: dict[str, Path], tmp_path: Path, case: str) -> None:
-    args = {"model": f"local:{setup['model']}", "data": str(setup["root"]), "cls": f"local:{setup['cls']}"}
+def test_bad_input_is_one_line_exit_2(world: dict[str, Path], tmp_path: Path, case: str) -> None:
+    args = {"model": f"local:{world['model']}", "data": str(world["root"]), "cls": f"local:{world['cls']}"}
     extra: list[str] = []
     expect = ""
     if case == "no-folder":  # checked before the model, which does not exist either
@@ -251,11 +251,11 @@ def test_bad_input_is_one_line_exit_2(setup: dict[str, Path], tmp_path: Path, ca
     assert len([line for line in result.output.splitlines() if line.strip()]) <= 3  # one (wrapped) line
 
 
-def test_intensity_reaches_the_conditioning(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_intensity_reaches_the_conditioning(world: dict[str, Path], tmp_path: Path) -> None:
     outs = []
     for value in ("1", "2"):
         saved = tmp_path / value
-        code, out = _eval(setup, "--json", "--limit", "2", "--intensity", value, "--save-images", str(saved))
+        code, out = _eval(world, "--json", "--limit", "2", "--intensity", value, "--save-images", str(saved))
         assert code == 0, out
         outs.append((json.loads(out), saved))
     (doc1, dir1), (doc2, dir2) = outs
@@ -266,3 +266,38 @@ def test_intensity_reaches_the_conditioning(setup: dict[str, Path], tmp_path: Pa
     assert not np.array_equal(_png(dir1 / name), _png(dir2 / name))  # the edit itself is stronger
     recon = name.replace("Blond_Hair", "recon")
     assert np.array_equal(_png(dir1 / recon), _png(dir2 / recon))
+
+
+def test_several_models_side_by_side(world: dict[str, Path], tmp_path: Path) -> None:
+    other = models.save(tiny_model("stgan"), tmp_path / "stgan")  # 10 attributes, celeba-178 crop
+    saved = tmp_path / "saved"
+    args = [
+        "eval",
+        f"local:{world['model']}",
+        f"local:{other}",
+        f"local:{other}",
+        "--data",
+        str(world["root"]),
+    ]
+    args += [
+        "--classifier",
+        f"local:{world['cls']}",
+        "--device",
+        "cpu",
+        "--limit",
+        "1",
+        "--save-images",
+        str(saved),
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [len(r["attributes"]) for r in doc["models"]] == [2, 10, 10]
+    assert doc["models"][1] == {
+        **doc["models"][2],
+        "model": doc["models"][1]["model"],
+    }  # same model, same numbers
+    assert sorted(p.name for p in saved.iterdir()) == [world["model"].name, "stgan", "stgan-3"]
+    assert (saved / "stgan-3" / "000022_Mustache.png").is_file()
+    lines = table(doc)
+    assert "Mustache" in "\n".join(lines) and "Eyeglasses" in "\n".join(lines)

@@ -105,6 +105,8 @@ def test_download_checks_blobs_converts_once_and_works_offline(
     _logits_match(resolved.folder, fixtures_dir)
     prov = models.read_config(resolved.folder)["provenance"]
     assert prov["card"] == CARD and prov["github_repo"] == "csmliu/STGAN" and len(prov["github_blobs"]) == 2
+    checks = hub.verify(CARD)  # `faceedit models verify`: the converted folder, nothing "missing"
+    assert checks and all(c.status == "ok" for c in checks)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     again = hub.resolve(CARD)
     assert again.folder == resolved.folder and not again.downloaded and len(github.requests) == 2
@@ -168,3 +170,11 @@ def test_eval_fetches_its_default_classifier(github: RawGitHub, tmp_path: Path) 
     assert doc["classifier"] == CARD and doc["images"] == 4 and len(github.requests) == 2
     assert set(doc["models"][0]["attributes"]) == set(models.load(model).attributes)
     assert "celeba-178@32 -> celeba-tf@128" in doc["models"][0]["crop_mapping"]
+
+
+def test_the_real_card_pins_every_file_by_blob_id() -> None:
+    card = registry.get_card(CARD)
+    assert card.source.kind == registry.GITHUB_RAW and card.arch == "attcls" and card.task == "classify"
+    assert [f.path for f in card.source.files] == ["128.ckpt.index", "128.ckpt.data-00000-of-00001"]
+    assert all(f.git_blob and len(f.git_blob) == 40 for f in card.source.files)
+    assert card.source.files[0].size == 4524 and "MIT" in card.licences.code

@@ -23,6 +23,7 @@ from faceedit import __version__, console
 from faceedit.errors import CheckpointError, ModelUnavailableError, OutputError, UsageError
 from faceedit.fsutil import write_bytes_atomic
 from faceedit.registry import (
+    GITHUB_RAW,
     HUB_FACEEDIT,
     HUB_TF,
     HUB_UPSTREAM,
@@ -560,6 +561,11 @@ def _resolve_card(s: _Session, card: ModelCard) -> ResolvedModel:
         how = _build_upstream(s, card, folder)
     elif card.source.kind == HUB_TF:
         how = _build_tf(s, card, folder)
+    elif card.source.kind == GITHUB_RAW:  # files pinned by git blob id, outside the hub
+        from faceedit.github_fetch import import_card
+
+        model, how = import_card(card, offline=s.offline, progress=s.progress)
+        _save_converted(s, card, model, folder, {}, how, "")
     else:  # pragma: no cover - registry test keeps kinds valid
         raise ModelUnavailableError(f"{card.name}: unknown source kind {card.source.kind}")
     return ResolvedModel(card.name, folder, card, True, how, True)

@@ -17,8 +17,9 @@ HUB_UPSTREAM = "hub-upstream"  # official-format checkpoint(s) on the hub -> ups
 HUB_TF = "hub-tf"  # official TF checkpoint on the hub; generator fetched by HTTP Range -> tfimport
 HUB_FACEEDIT = "hub-faceedit"  # a hub repo in our own format (config.json + model.safetensors)
 IMPORT_ONLY = "import-only"  # published outside the hub: the user downloads it and runs `models import`
-SOURCE_KINDS = (HUB_UPSTREAM, HUB_TF, HUB_FACEEDIT, IMPORT_ONLY)
-TASKS = ("edit", "anime")
+GITHUB_RAW = "github-raw"  # files in a GitHub repo, pinned by git blob id -> faceedit.github_fetch
+SOURCE_KINDS = (HUB_UPSTREAM, HUB_TF, HUB_FACEEDIT, IMPORT_ONLY, GITHUB_RAW)
+TASKS = ("edit", "anime", "classify")
 
 CELEBA_NONCOMMERCIAL = (
     "CelebA (MMLAB, CUHK): available for non-commercial research purposes only; images are not "
@@ -38,6 +39,7 @@ class SourceFile:
     role: str  # generator | discriminator | checkpoint-index | checkpoint-data | config | weights
     sha256: str | None = None  # 64 hex; None = not known yet (trust-on-first-use ledger instead)
     size: int | None = None  # exact bytes, or None
+    git_blob: str | None = None  # 40 hex: sha1 of b"blob <size>\0" + content (github-raw sources)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class ModelSource:
     """Where the weights are published and how they become a faceedit model folder."""
 
     kind: str  # one of SOURCE_KINDS
-    repo_id: str | None = None  # hub repo (org/name) for hub-* kinds
+    repo_id: str | None = None  # hub repo (org/name) for hub-* kinds; GitHub owner/name for github-raw
     revision: str | None = None  # full 40-hex commit, or None (then the first download's commit is recorded)
     files: tuple[SourceFile, ...] = ()
     folder: str | None = None  # hub-tf: folder holding the checkpoint inside the repo
@@ -388,6 +390,63 @@ CARDS: tuple[ModelCard, ...] = (
         paper="Liu et al., STGAN, CVPR 2019 (arXiv:1904.09709)",
         notes="Edits by attribute difference, so the photo's own attributes matter less than for AttGAN. "
         "Generator only: pass --source for best results.",
+    ),
+)
+
+# The 40 columns of list_attr_celeba.txt (faceedit.attributes.CELEBA_ATTRIBUTES; stdlib only here).
+_CELEBA_ATTRS = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
+    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
+    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
+    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
+    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)  # fmt: skip
+
+CARDS += (
+    ModelCard(
+        name="attcls-celeba-128",
+        task="classify",
+        arch="attcls",
+        variant="tf",
+        generator_kwargs={},
+        attributes=_CELEBA_ATTRS,
+        image_size=128,
+        template="celeba-tf",
+        resize="bicubic",
+        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "tf"},
+        classifier=True,
+        source=ModelSource(
+            kind=GITHUB_RAW,
+            repo_id="csmliu/STGAN",
+            folder="att_classification/checkpoints",
+            files=(
+                SourceFile(
+                    "128.ckpt.index",
+                    "checkpoint-index",
+                    size=4524,
+                    git_blob="11ca6eff8d9c2870b6cd91330aec42b4d824050d",
+                ),
+                # ~39.6 MB predicted from the index (weights + 2 Adam slots), not measured: kept out of size.
+                SourceFile(
+                    "128.ckpt.data-00000-of-00001",
+                    "checkpoint-data",
+                    git_blob="7c54ea492610fd3376a4905ec2cbd22d07e4d7cd",
+                ),
+            ),
+            download_mb=39.6,
+            url="https://github.com/csmliu/STGAN/tree/master/att_classification",
+        ),
+        licences=Licences(
+            code="MIT (csmliu/STGAN; the classifier code is LynnHo/AttGAN-Tensorflow's, MIT)",
+            weights="no separate licence stated; committed to the MIT-licensed csmliu/STGAN repository",
+            dataset=CELEBA_NONCOMMERCIAL,
+        ),
+        upstream="https://github.com/csmliu/STGAN",
+        paper="Liu et al., STGAN, CVPR 2019 (arXiv:1904.09709): the attribute classifier of its evaluation",
+        notes="Not an editor: the CelebA attribute classifier (40 outputs, 94.5 % mean accuracy on the 13 "
+        "edited attributes) that `faceedit eval` uses to score editing, as in the STGAN paper. Fetched from "
+        "GitHub and checked against the files' git blob ids; Adam slots are dropped on import.",
     ),
 )
 

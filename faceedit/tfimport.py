@@ -561,6 +561,10 @@ def import_tf_checkpoint(
     official 13). ``overrides``: ``image_size``, ``template``, ``resize``, ``thres_int`` or any generator
     constructor argument.
     """
+    if arch == "attcls":  # the attribute classifier of STGAN's att_classification, not a generator
+        from faceedit.classifier import import_tf
+
+        return import_tf(path, **({"attrs": attrs} if attrs else {}), **overrides)
     ckpt = open_checkpoint(path)
     plan = plan_import(arch, ckpt.entries, direction=direction, smoothing=smoothing)
     tensors = ckpt.read_many(plan.names)

@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("faceedit")
 
-ARCH_NAMES = ("stargan", "attgan", "stgan", "ugatit")
+ARCH_NAMES = ("stargan", "attgan", "stgan", "ugatit", "attcls")
 OVERRIDES = ("attrs", "image_size", "direction", "discriminator")
 EXPECTED = {
     "stargan": "a StarGAN generator (<iter>-G.ckpt: a bare state dict with main.* keys)",
     "attgan": "an AttGAN checkpoint (weights.<epoch>.pth: a dict with 'G') or its run folder",
     "stgan": "an STGAN generator checkpoint (G_<iter>.pth.tar: {'state_dict', 'optimizer'})",
     "ugatit": "a U-GAT-IT checkpoint (<dataset>_params_<step>.pt: genA2B, genB2A, disGA, ...)",
+    "attcls": "the TF attribute classifier of STGAN's att_classification (128.ckpt.index + .data-*)",
 }
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -52,6 +53,8 @@ def import_checkpoint(arch: str, path: Path | str, **overrides: Any) -> FaceMode
         return import_tf_checkpoint(arch, tf_prefix, **overrides)
     if not path.exists():
         raise UsageError(f"{path} does not exist", "pass the checkpoint file or the training run's folder")
+    if arch == "attcls":  # published as a TF checkpoint only
+        raise UsageError(f"{path} is not a TensorFlow checkpoint", f"pass {EXPECTED[arch]}")
     return IMPORTERS[arch](path, overrides)
 
 

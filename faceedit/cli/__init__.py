@@ -97,8 +97,9 @@ def _root(
 
 def _register_commands() -> None:
     from faceedit.cli import edit, face, models, train
+    from faceedit.cli import eval as eval_cli
 
-    for module in (edit, face, models, train):
+    for module in (edit, face, models, train, eval_cli):
         module.register(app)
 
 

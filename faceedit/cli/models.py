@@ -111,7 +111,13 @@ def _attrs(card: Any) -> str:
 
 def _source(card: Any) -> str:
     src = card.source
-    kind = {"hub-upstream": "hub", "hub-tf": "hub (TF, ranged)", "hub-faceedit": "hub"}.get(src.kind)
+    kind = {
+        "hub-upstream": "hub",
+        "hub-tf": "hub (TF, ranged)",
+        "hub-faceedit": "hub",
+        "github-raw": "github",
+    }
+    kind = kind.get(src.kind)
     return f"{kind}: {src.repo_id}" if kind else "import (see models info)"
 
 
@@ -149,7 +155,10 @@ def info_command(
         ("direction", card.direction or ""),
         ("classifier", "yes (official discriminator's head)" if card.classifier else "no: pass --source"),
         ("source", src.kind + (f"  {src.repo_id}" if src.repo_id else "")),
-        ("revision", src.revision or ("first download's commit (ledger)" if src.repo_id else "")),
+        (
+            "revision",
+            src.revision or ("first download's commit (ledger)" if src.kind.startswith("hub") else ""),
+        ),
         ("files", ", ".join(_file_line(f) for f in src.files)),
         ("download", _size(card)),
         ("published at", src.url or ""),
@@ -170,6 +179,7 @@ def info_command(
 
 def _file_line(f: Any) -> str:
     pin = f"sha256 {f.sha256[:12]}…" if f.sha256 else "sha256 recorded on first download"
+    pin = f"git blob {f.git_blob[:12]}…" if getattr(f, "git_blob", None) else pin
     return f"{f.path} ({f.role}; {pin})"
 
 

@@ -12,7 +12,13 @@ if TYPE_CHECKING:
 
 
 def import_command(
-    arch: Annotated[str, typer.Argument(help="stargan, attgan, stgan or ugatit", show_default=False)],
+    arch: Annotated[
+        str,
+        typer.Argument(
+            help="stargan, attgan, stgan, ugatit or attcls (the STGAN authors' attribute classifier)",
+            show_default=False,
+        ),
+    ],
     path: Annotated[
         Path,
         typer.Argument(

@@ -20,10 +20,11 @@ from torch import nn
 from faceedit import __version__, console
 from faceedit.errors import CheckpointError
 from faceedit.fsutil import atomic_dir
-from faceedit.models import attgan, checks, stargan, stgan, ugatit
+from faceedit.models import attcls, attgan, checks, stargan, stgan, ugatit
 from faceedit.models.layers import fill_batch_counters
 
 ARCHS: dict[str, ModuleType] = {"stargan": stargan, "attgan": attgan, "stgan": stgan, "ugatit": ugatit}
+ARCHS["attcls"] = attcls  # attribute classifier alone (eval): no generator, 40 CelebA outputs
 
 FORMAT = "faceedit.model"
 FORMAT_VERSION = 1
@@ -53,7 +54,7 @@ RULES = ("port", "tf")
 DIRECTIONS = ("A2B", "B2A")
 # Which constructor argument holds the number of attributes (label channels, classifier outputs).
 ATTR_COUNT_KWARG = {"stargan": "c_dim", "attgan": "n_attrs", "stgan": "attr_dim"}
-CLASSIFIER_COUNT_KWARG = {"stargan": "c_dim", "attgan": "n_attrs", "stgan": "attr_dim"}
+CLASSIFIER_COUNT_KWARG = {"stargan": "c_dim", "attgan": "n_attrs", "stgan": "attr_dim", "attcls": "att_dim"}
 
 
 @dataclass
@@ -220,7 +221,9 @@ def _attribute_problems(arch: str, config: dict) -> list[str]:
     if arch == "ugatit":
         return [] if not attrs else ["ugatit takes no attributes"]
     problems = []
-    count = _kwarg_default(generator_class(arch), config["generator_kwargs"], ATTR_COUNT_KWARG[arch])
+    count = len(attrs)
+    if arch in ATTR_COUNT_KWARG:  # attcls has no generator to feed
+        count = _kwarg_default(generator_class(arch), config["generator_kwargs"], ATTR_COUNT_KWARG[arch])
     if count != len(attrs):
         problems.append(f"{len(attrs)} attributes listed but the generator takes {count}")
     ckw = config["classifier_kwargs"]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("faceedit")
 
 ARCH_NAMES = ("stargan", "attgan", "stgan", "ugatit")
-OVERRIDES = ("attrs", "image_size", "direction", "discriminator")
+OVERRIDES = ("attrs", "image_size", "direction", "discriminator", "dataset")
 EXPECTED = {
     "stargan": "a StarGAN generator (<iter>-G.ckpt: a bare state dict with main.* keys)",
     "attgan": "an AttGAN checkpoint (weights.<epoch>.pth: a dict with 'G') or its run folder",
@@ -38,7 +38,8 @@ def import_checkpoint(arch: str, path: Path | str, **overrides: Any) -> FaceMode
 
     ``overrides``: ``attrs`` (names in training order, list or comma string), ``image_size`` (int),
     ``direction`` ("A2B"/"B2A", U-GAT-IT only), ``discriminator`` (path of the D file when it is not
-    beside the generator under its official name; StarGAN, STGAN, AttGAN). Raises UsageError for bad
+    beside the generator under its official name; StarGAN, STGAN, AttGAN), ``dataset`` (StarGAN only:
+    celeba, rafd or both, when G's label channels and D's outputs do not tell). Raises UsageError for bad
     arguments and CheckpointError (one line: what was expected, what was found) for unusable files.
     """
     arch = arch.strip().lower()
@@ -101,6 +102,8 @@ def _check_overrides(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:
             raise UsageError("U-GAT-IT has no attributes", "drop --attrs")
         if len(set(out["attrs"])) != len(out["attrs"]):
             raise UsageError(f"--attrs lists a name twice: {','.join(out['attrs'])}")
+    if "dataset" in out and arch != "stargan":
+        raise UsageError("--dataset applies to StarGAN only (celeba, rafd or both)")
     if "direction" in out:
         if arch != "ugatit":
             raise UsageError("--direction applies to U-GAT-IT only")
@@ -372,11 +375,28 @@ def _stargan_d(d_obj: Any) -> tuple[dict, dict]:
     from faceedit.models import stargan
 
     c_state = stargan.classifier_state(d_obj)
-    return c_state, stargan.classifier_kwargs(c_state)
+    kwargs = stargan.classifier_kwargs(c_state)
+    # Class outputs are checked against G's label channels by the layout (RaFD/both), not one-to-one.
+    kwargs["classes"] = kwargs.pop("c_dim")
+    return c_state, kwargs
+
+
+def _stargan_layout(kwargs: dict, c_kwargs: dict | None, ov: dict) -> tuple[str, list[str]]:
+    """Split G's label channels (and D's outputs) into CelebA attributes and RaFD expressions."""
+    from faceedit import expressions
+
+    channels = kwargs.pop("c_dim")
+    classes = c_kwargs.pop("classes") if c_kwargs is not None else None
+    n_attrs = len(ov["attrs"]) if "attrs" in ov else None
+    dataset, count = expressions.resolve_layout(channels, classes, ov.get("dataset"), n_attrs)
+    n_expr = 0 if dataset == "celeba" else len(expressions.RAFD_EXPRESSIONS)
+    for target in (kwargs, c_kwargs) if c_kwargs is not None else (kwargs,):
+        target.update(c_dim=count, c2_dim=n_expr)
+    return dataset, _attributes("stargan", count, ov) if count else []
 
 
 def _import_stargan(path: Path, ov: dict) -> FaceModel:
-    from faceedit import models
+    from faceedit import expressions, models
     from faceedit.models import stargan
 
     path = _stargan_file(path)
@@ -400,14 +420,15 @@ def _import_stargan(path: Path, ov: dict) -> FaceModel:
             f"--image-size {image_size} contradicts the discriminator, built for {c_kwargs['image_size']}"
         )
     extra["source_format"] = "hub {'state_dict'} wrapper" if wrapped else "bare state dict"
+    dataset, attrs = _stargan_layout(kwargs, c_kwargs, ov)
     config = models.make_config(
         "stargan",
         kwargs,
-        attributes=_attributes("stargan", kwargs["c_dim"], ov),
+        attributes=attrs,
         image_size=image_size,
         template="celeba-178",
         resize="bilinear",
-        conditioning={"scheme": "stargan", "thres_int": 0.5, "rules": "port"},
+        conditioning=expressions.conditioning_block(dataset),
         classifier_kwargs=c_kwargs,
         provenance=_provenance(path, stargan.UPSTREAM, extra),
     )

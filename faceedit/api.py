@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceedit import attributes, images
+from faceedit import attributes, expressions, images
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.errors import FaceeditError, NoFaceError, UsageError
 
@@ -114,6 +114,8 @@ def describe(engine: Engine, spec: str) -> str:
     what = f"{config['arch']} {config.get('variant', 'port')}, {config['image_size']}px"
     if n:
         what += f", {n} attributes"
+    if expressions.expressions_of(config):
+        what += f", {len(expressions.expressions_of(config))} expressions"
     if engine.model.classifier is not None:
         what += ", attribute classifier"
     return f"model {spec} ({what}) on {engine.device} ({engine.precision})"
@@ -372,8 +374,7 @@ def edit_many(
 ) -> Report:
     """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report."""
     config = engine.config
-    names = list(config["attributes"])
-    spec = attributes.check(names, request.spec, config["conditioning"], model=_model_name(config))
+    spec = expressions.check(config, request.spec, model=_model_name(config))
     report = Report()
     sink = _Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
@@ -412,14 +413,14 @@ def _edit_group(
 ) -> None:
     """Generator work for a group here (this thread owns the engine); pasting and writing in the writer."""
     config = engine.config
-    names = list(config["attributes"])
+    names = expressions.label_names(config)  # CelebA attributes, then RaFD expressions (if any)
     crops = [a.crop for p in group for a in p.aligned]
     x = images.to_tensor(crops)
     with _stage(timings, "classify"):
         logits = engine.classify(x, request.batch_size)
-    estimate = None if logits is None else attributes.labels_from_logits(logits)
+    estimate = expressions.estimate(config, logits)
     source = attributes.source_labels(names, len(crops), request.source, estimate)
-    cond = attributes.encode(config["conditioning"], names, source, spec)
+    cond = expressions.encode(config, source, spec)
     with _stage(timings, "generate"):
         edited = images.from_tensor(engine.generate(x, cond, request.batch_size).images)
     start = 0
@@ -483,8 +484,7 @@ def _face_json(face: Face, source: np.ndarray, logits: np.ndarray | None, names:
         "source": [n for n, v in zip(names, source, strict=True) if v > 0.5],
     }
     if logits is not None:
-        probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-        doc["probabilities"] = {n: round(float(p), 3) for n, p in zip(names, probs, strict=True)}
+        doc["probabilities"] = expressions.probabilities(names, logits)
     return doc
 
 
@@ -515,10 +515,9 @@ def _grid_columns(
 ) -> list[list[np.ndarray]]:
     """A comparison strip's columns per face (rows): input, reconstruction, each edit (or sweep value)."""
     config = engine.config
-    names = list(config["attributes"])
     columns = [list(a.crop for a in prepared.aligned)]
     for spec in _grid_specs(request):
-        cond = attributes.encode(config["conditioning"], names, source, spec)
+        cond = expressions.encode(config, source, spec)
         columns.append(images.from_tensor(engine.generate(x, cond, request.batch_size).images))
     return columns
 
@@ -540,6 +539,8 @@ def _write_mosaic(plan: OutputPlan, target: Path, columns: Sequence[Sequence[np.
 
 def _grid_specs(request: EditRequest) -> list[attributes.EditSpec]:
     reconstruction = attributes.EditSpec()
+    if request.spec.expression is not None and not request.sweep:
+        return expressions.grid_specs(request.spec)  # every expression, as test_multi's RaFD row
     if request.sweep:
         return [reconstruction, *attributes.sweep(request.spec, request.sweep)]
     singles = [attributes.EditSpec(add=(n,), intensity=request.spec.strength(n)) for n in request.spec.add]

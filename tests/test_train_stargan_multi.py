@@ -65,8 +65,9 @@ def test_config_checks_the_dataset(data: dict[str, Path]) -> None:
     with pytest.raises(UsageError, match="no CelebA attributes"):
         config.load("stargan", overrides={**base, "dataset": "rafd"})  # the CelebA default attrs
     assert config.load("stargan", overrides={**base, "dataset": "rafd", "attrs": ""}).attrs == ()
-    with pytest.raises(UsageError, match="needs the RaFD folder too"):
-        config.load("stargan", overrides={**base, "dataset": "both"})
+    both = config.load("stargan", overrides={**base, "dataset": "both", "data": str(data["celeba"])})
+    with pytest.raises(UsageError, match="no RaFD folder is given"):
+        loop.check_data(both)
     with pytest.raises(UsageError, match="dataset = 'faces': must be one of celeba, rafd, both"):
         config.load("stargan", overrides={**base, "dataset": "faces"})
     with pytest.raises(UsageError, match="only read with dataset = 'both'"):

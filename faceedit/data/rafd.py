@@ -150,6 +150,7 @@ def open_training(cfg: Any, spec: LoaderSpec) -> TrainData:
         return TrainData(batches, _fixed(dataset, cfg.n_samples), per_epoch, {"rafd": len(dataset)})
     from faceedit.data import celeba
 
+    _need_rafd(cfg)
     index = celeba.read_index(cfg.data, cfg.attrs, cfg.split)
     celeba_spec = dataclasses.replace(spec, workers=spec.workers - spec.workers // 2)
     faces = celeba.open_training(
@@ -168,6 +169,13 @@ def open_training(cfg: Any, spec: LoaderSpec) -> TrainData:
     return TrainData(zip(faces.batches, batches, strict=True), faces.fixed, faces.steps_per_epoch, counts)
 
 
+def _need_rafd(cfg: Any) -> None:
+    if not cfg.rafd:
+        raise UsageError(
+            "dataset both trains on CelebA (--data) and RaFD, but no RaFD folder is given", "pass --rafd DIR"
+        )
+
+
 def check_data(cfg: Any) -> dict[str, int]:
     """Image counts of the folders ``cfg`` trains on (nothing decoded)."""
     if cfg.dataset == "rafd":
@@ -176,6 +184,5 @@ def check_data(cfg: Any) -> dict[str, int]:
 
     index = celeba.read_index(cfg.data, cfg.attrs, cfg.split)
     counts = {k: len(v) for k, v in celeba.split_rows(index, "stargan", cfg.split).items()}
-    if not cfg.rafd:
-        raise UsageError("dataset both needs the RaFD folder", "pass --rafd DIR")
+    _need_rafd(cfg)
     return {**counts, "rafd": len(read_index(cfg.rafd).names)}

@@ -170,8 +170,6 @@ class StarGANConfig(TrainConfig):
         p = _multiple("image_size", self.image_size, 2**self.d_repeat_num, "D halves it d_repeat_num times")
         if self.dataset not in STARGAN_DATASETS:
             p.append(f"dataset = {self.dataset!r}: must be one of {', '.join(STARGAN_DATASETS)}")
-        if self.dataset == "both" and not self.rafd:
-            p.append("dataset = 'both' needs the RaFD folder too: give --rafd DIR (--data is CelebA)")
         if self.dataset != "both" and self.rafd:
             p.append(f"rafd = {self.rafd!r} is only read with dataset = 'both' (RaFD alone: --data DIR)")
         if self.rafd_crop < 1:

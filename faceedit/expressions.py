@@ -137,6 +137,17 @@ def probabilities(names: Sequence[str], logits: np.ndarray) -> dict[str, float]:
     return {n: round(float(p), 3) for n, p in zip(names, probs, strict=True)}
 
 
+def exclusive_source(config: Mapping[str, Any], source: attributes.SourceSpec) -> attributes.SourceSpec:
+    """``--source +happy`` replaces the estimated expression (a face has one): the others turn off."""
+    named = [n for n in source.on if n in expressions_of(config)]
+    if not source.relative or not named:
+        return source
+    if len(named) > 1:
+        raise UsageError(f"--source names {len(named)} expressions ({', '.join(named)}); a face has one")
+    others = tuple(n for n in expressions_of(config) if n != named[0] and n not in source.off)
+    return replace(source, off=source.off + others)
+
+
 # --- conditioning ---------------------------------------------------------------------------------
 
 

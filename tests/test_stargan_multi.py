@@ -217,3 +217,12 @@ def test_edit_expression_errors_exit_2(astronaut_path: Path, both_dir: Path, tmp
     both = _edit(astronaut_path, both_dir, tmp_path, "--expression", "sad", "--add", "Male")
     assert both.exit_code == 2 and "mask" in both.output
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_source_names_the_expression(astronaut_path: Path, both_dir: Path, tmp_path: Path) -> None:
+    result = _edit(astronaut_path, both_dir, tmp_path, "-e", "sad", "--source", "+happy,-Male", "--json")
+    assert result.exit_code == 0, result.output
+    source = json.loads(result.stdout)["items"][0]["faces_detail"][0]["source"]
+    assert [n for n in source if n in RAFD] == ["happy"] and "Male" not in source
+    two = _edit(astronaut_path, both_dir, tmp_path, "-e", "sad", "--source", "+happy,+sad")
+    assert two.exit_code == 2 and "a face has one" in two.output

@@ -179,7 +179,8 @@ def edit(
     engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
     names = expressions.label_names(engine.config)
     if source is not None:
-        request_kwargs["source"] = attributes.parse_source(source, names)
+        parsed = attributes.parse_source(source, names)
+        request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
     request = api.EditRequest(**request_kwargs)
     report = _run(
         lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=workers),

@@ -371,14 +371,25 @@ def _stargan_file(path: Path) -> Path:
     return found
 
 
-def _stargan_d(d_obj: Any) -> tuple[dict, dict]:
-    from faceedit.models import stargan
+def _stargan_d(channels: int) -> Callable[[Any], tuple[dict, dict]]:
+    """Reader of a D for a G with ``channels`` label inputs: D predicts as many classes (CelebA or RaFD)
+    or two fewer (CelebA + RaFD: G also takes the mask); anything else is another model's D."""
 
-    c_state = stargan.classifier_state(d_obj)
-    kwargs = stargan.classifier_kwargs(c_state)
-    # Class outputs are checked against G's label channels by the layout (RaFD/both), not one-to-one.
-    kwargs["classes"] = kwargs.pop("c_dim")
-    return c_state, kwargs
+    def read(d_obj: Any) -> tuple[dict, dict]:
+        from faceedit.models import stargan
+
+        c_state = stargan.classifier_state(d_obj)
+        kwargs = stargan.classifier_kwargs(c_state)
+        kwargs["classes"] = classes = kwargs.pop("c_dim")  # split by the layout, see _stargan_layout
+        fits = [channels] + ([channels - 2] if channels > 10 else [])
+        if classes not in fits:
+            raise CheckpointError(
+                f"the discriminator predicts {classes} classes, the generator takes {channels} labels "
+                f"(expected {' or '.join(map(str, fits))})"
+            )
+        return c_state, kwargs
+
+    return read
 
 
 def _stargan_layout(kwargs: dict, c_kwargs: dict | None, ov: dict) -> tuple[str, list[str]]:
@@ -412,7 +423,7 @@ def _import_stargan(path: Path, ov: dict) -> FaceModel:
         path.with_name(path.name[: -len("-G.ckpt")] + "-D.ckpt") if path.name.endswith("-G.ckpt") else None
     )
     c_state, c_kwargs, extra = _discriminator(
-        "stargan", ov.get("discriminator"), beside, _stargan_d, kwargs["c_dim"]
+        "stargan", ov.get("discriminator"), beside, _stargan_d(kwargs["c_dim"]), kwargs["c_dim"]
     )
     image_size = ov.get("image_size") or (c_kwargs["image_size"] if c_kwargs else 128)
     if c_kwargs is not None and image_size != c_kwargs["image_size"]:

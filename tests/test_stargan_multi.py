@@ -226,3 +226,18 @@ def test_source_names_the_expression(astronaut_path: Path, both_dir: Path, tmp_p
     assert [n for n in source if n in RAFD] == ["happy"] and "Male" not in source
     two = _edit(astronaut_path, both_dir, tmp_path, "-e", "sad", "--source", "+happy,+sad")
     assert two.exit_code == 2 and "a face has one" in two.output
+
+
+def test_a_mismatched_discriminator_beside_is_skipped(fixtures_dir: Path, tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "10000-G.ckpt").write_bytes(
+        (fixtures_dir / SOURCES["both"] / "models/10000-G.ckpt").read_bytes()
+    )
+    (models_dir / "10000-D.ckpt").write_bytes(
+        (fixtures_dir / SOURCES["rafd"] / "models/10000-D.ckpt").read_bytes()
+    )
+    model = import_checkpoint("stargan", tmp_path, dataset="both")  # a D found beside: warned, not used
+    assert model.classifier is None and expressions.dataset_of(model.config) == "both"
+    with pytest.raises(CheckpointError, match="predicts 8 classes, the generator takes 15 labels"):
+        import_checkpoint("stargan", tmp_path, dataset="both", discriminator=models_dir / "10000-D.ckpt")

@@ -241,3 +241,15 @@ def test_a_mismatched_discriminator_beside_is_skipped(fixtures_dir: Path, tmp_pa
     assert model.classifier is None and expressions.dataset_of(model.config) == "both"
     with pytest.raises(CheckpointError, match="predicts 8 classes, the generator takes 15 labels"):
         import_checkpoint("stargan", tmp_path, dataset="both", discriminator=models_dir / "10000-D.ckpt")
+
+
+def test_cards_name_the_same_expressions() -> None:
+    from faceedit import registry  # standard library only, so it keeps its own copy of the names
+
+    assert registry.RAFD_EXPRESSIONS == expressions.RAFD_EXPRESSIONS == tuple(RAFD)
+    card = registry.get_card("stargan-celeba-rafd-128")
+    config = models.make_config(
+        "stargan", dict(card.generator_kwargs), **{k: v for k, v in card.config_fields().items()
+                                                    if k not in ("arch", "generator_kwargs")}
+    )  # fmt: skip
+    assert expressions.dataset_of(config) == "both" and expressions.label_names(config)[-8:] == RAFD

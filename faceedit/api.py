@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceedit import attributes, images
+from faceedit import attributes, expressions, images
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.errors import FaceeditError, InputError, NoFaceError, UsageError
 
@@ -119,6 +120,8 @@ def describe(engine: Engine, spec: str) -> str:
     what = f"{config['arch']} {config.get('variant', 'port')}, {config['image_size']}px"
     if n:
         what += f", {n} attributes"
+    if expressions.expressions_of(config):
+        what += f", {len(expressions.expressions_of(config))} expressions"
     if engine.model.classifier is not None:
         what += ", attribute classifier"
     return f"model {spec} ({what}) on {engine.device} ({engine.precision})"
@@ -377,8 +380,7 @@ def edit_many(
 ) -> Report:
     """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report."""
     config = engine.config
-    names = list(config["attributes"])
-    spec = attributes.check(names, request.spec, config["conditioning"], model=_model_name(config))
+    spec = expressions.check(config, request.spec, model=_model_name(config))
     report = Report()
     sink = _Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
@@ -417,15 +419,15 @@ def _edit_group(
 ) -> None:
     """Generator work for a group here (this thread owns the engine); pasting and writing in the writer."""
     config = engine.config
-    names = list(config["attributes"])
+    names = expressions.label_names(config)  # CelebA attributes, then RaFD expressions (if any)
     crops = [a.crop for p in group for a in p.aligned]
     x = images.to_tensor(crops)
     with _stage(timings, "classify"):
         logits = engine.classify(x, request.batch_size)
-    estimate = None if logits is None else attributes.labels_from_logits(logits)
+    estimate = expressions.estimate(config, logits)
     source = attributes.source_labels(names, len(crops), request.source, estimate)
-    cond = attributes.encode(config["conditioning"], names, source, spec)
-    reconstruct = attributes.encode(config["conditioning"], names, source, attributes.EditSpec())
+    cond = expressions.encode(config, source, spec)
+    reconstruct = expressions.encode(config, source, _reconstruction_spec(spec))
     transfer = request.paste.detail == "transfer"
     with _stage(timings, "generate"):
         faces = _generate(engine, x, cond, reconstruct if transfer else None, request.batch_size)
@@ -485,6 +487,14 @@ def _generate(
     return Generated(images.from_tensor(edited), list(change), finite[:n] & finite[n:], np.zeros(n, bool))
 
 
+def _reconstruction_spec(spec: attributes.EditSpec) -> attributes.EditSpec:
+    """The edit that asks the model to rebuild the face: no attribute change; for an expression edit the
+    same label set (mask) with the face's own expression (intensity 0)."""
+    if spec.expression is not None:
+        return dataclasses.replace(spec, intensity=0.0)
+    return attributes.EditSpec()
+
+
 def _asks_nothing(
     conditioning: dict[str, Any],
     names: list[str],
@@ -497,8 +507,11 @@ def _asks_nothing(
     to the reconstruction's); their pixels are not touched in any detail mode."""
     n = source.shape[0]
     same = np.zeros(n, bool) if cond is None or reconstruct is None else np.all(cond == reconstruct, axis=1)
-    if spec.slide:  # a slider sets absolute values: only an identical conditioning is a no-op
+    if spec.slide or spec.expression is not None:
+        # a slider sets absolute values, and an expression edit's reconstruction is the face's own
+        # expression at intensity 0: only an identical conditioning is a no-op
         return same
+    source = np.asarray(source)[:, : len(names)]  # StarGAN on both datasets: the CelebA part
     if all(spec.strength(name) == 0 for name, _ in spec.edits):
         return np.ones(n, bool)
     target = attributes.targets(conditioning, names, source, spec)
@@ -556,8 +569,7 @@ def _face_json(face: Face, source: np.ndarray, logits: np.ndarray | None, names:
         "source": [n for n, v in zip(names, source, strict=True) if v > 0.5],
     }
     if logits is not None:
-        probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-        doc["probabilities"] = {n: round(float(p), 3) for n, p in zip(names, probs, strict=True)}
+        doc["probabilities"] = expressions.probabilities(names, logits)
     return doc
 
 
@@ -602,10 +614,9 @@ def _grid_columns(
 ) -> list[list[np.ndarray]]:
     """A comparison strip's columns per face (rows): input, reconstruction, each edit (or sweep value)."""
     config = engine.config
-    names = list(config["attributes"])
     columns = [list(a.crop for a in prepared.aligned)]
     for spec in _grid_specs(request):
-        cond = attributes.encode(config["conditioning"], names, source, spec)
+        cond = expressions.encode(config, source, spec)
         columns.append(images.from_tensor(engine.generate(x, cond, request.batch_size).images))
     return columns
 
@@ -627,6 +638,8 @@ def _write_mosaic(plan: OutputPlan, target: Path, columns: Sequence[Sequence[np.
 
 def _grid_specs(request: EditRequest) -> list[attributes.EditSpec]:
     reconstruction = attributes.EditSpec()
+    if request.spec.expression is not None and not request.sweep:
+        return expressions.grid_specs(request.spec)  # every expression, as test_multi's RaFD row
     if request.sweep:
         return [reconstruction, *attributes.sweep(request.spec, request.sweep)]
     singles = [attributes.EditSpec(add=(n,), intensity=request.spec.strength(n)) for n in request.spec.add]

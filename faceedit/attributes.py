@@ -189,6 +189,7 @@ class EditSpec:
     (invert; StarGAN/STGAN-port switch *to* a hair colour). ``intensity`` scales every edit,
     ``intensities`` overrides it per attribute (``--add Blond_Hair=0.8``). ``slide`` (AttGAN and TF
     STGAN only) sets the edited entries to ±intensity with no conflict rules (official test_slide).
+    ``expression`` (StarGAN on RaFD or both datasets) is the target expression; see faceedit.expressions.
     """
 
     add: tuple[str, ...] = ()
@@ -197,6 +198,7 @@ class EditSpec:
     intensity: float = 1.0
     intensities: tuple[tuple[str, float], ...] = ()
     slide: bool = False
+    expression: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("add", "remove", "toggle", "intensities"):
@@ -241,9 +243,10 @@ class EditSpec:
         sign = {"add": "+", "remove": "-", "toggle": "~"}
         parts = [sign[kind] + name for name, kind in self.edits]
         parts += [f"{name}@{value:g}" for name, value in self.intensities]
+        parts += [self.expression] if self.expression else []
         if self.intensity != 1.0 or self.slide:
             parts.append(("slide " if self.slide else "@") + f"{self.intensity:g}")
-        return " ".join(parts) if self.edits else "reconstruction"
+        return " ".join(parts) if self.edits or self.expression else "reconstruction"
 
 
 def _check_number(what: str, value: float) -> None:
@@ -281,6 +284,7 @@ def parse_edit(
     *,
     toggle: Iterable[str] = (),
     slide: bool = False,
+    expression: str | None = None,
 ) -> EditSpec:
     """Build an EditSpec from CLI option values (comma lists, repeated options, ``NAME=INTENSITY``)."""
     names: dict[str, list[str]] = {}
@@ -298,6 +302,7 @@ def parse_edit(
         intensity,
         tuple(overrides),
         slide,
+        expression,
     )
 
 
@@ -328,6 +333,7 @@ def check(
         spec.intensity,
         tuple(dict.fromkeys((resolved[n], v) for n, v in spec.intensities)),
         spec.slide,
+        spec.expression,
     )
     if cond is not None:
         _check_scheme(out, cond, model)

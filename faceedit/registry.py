@@ -188,6 +188,73 @@ def _stargan(res: int, download_mb: float, notes: str) -> ModelCard:
     )
 
 
+RAFD_EXPRESSIONS = ("angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+_RAFD_TERMS = (
+    "RaFD (Radboud University): research use after signing its licence agreement, which forbids "
+    "redistributing the images and anything that reproduces them; no RaFD-trained weights are published"
+)
+_NO_WEIGHTS = (
+    "No official or third-party {what} weights are published (RaFD's licence forbids redistribution). "
+    "Train one: `faceedit train stargan --config recipes/{recipe}.toml {data} --out runs/{name}` "
+    "(the run's release/ folder is the model: `--model local:runs/{name}/release`), or convert your own "
+    "official run: `faceedit models import stargan stargan_{folder}/models/200000-G.ckpt --dataset {dataset} "
+    "--out DIR` (the -D.ckpt beside it gives the expression classifier)."
+)
+
+_RAFD_NOTES = (
+    "Edits expressions: `faceedit edit photo.jpg --expression happy` (angry, contemptuous, disgusted, "
+    "fearful, happy, neutral, sad, surprised); the photo's own expression is the softmax of D's RaFD head."
+)
+_BOTH_NOTE = (
+    " Also --add/--remove for its 5 CelebA attributes, in another run: the mask vector marks either the "
+    "CelebA or the RaFD labels valid (the paper's multi-dataset model)."
+)
+
+
+def _stargan_rafd(dataset: str, attrs: tuple[str, ...]) -> ModelCard:
+    both = dataset == "both"
+    name = "stargan-celeba-rafd-128" if both else "stargan-rafd-128"
+    return ModelCard(
+        name=name,
+        task="edit",
+        arch="stargan",
+        variant="port",
+        generator_kwargs={"conv_dim": 64, "c_dim": len(attrs), "repeat_num": 6, "c2_dim": 8},
+        attributes=attrs,
+        image_size=128,
+        template="celeba-178",
+        resize="bilinear",
+        conditioning={
+            "scheme": "stargan",
+            "thres_int": 0.5,
+            "rules": "port",
+            "dataset": dataset,
+            "expressions": RAFD_EXPRESSIONS,
+        },
+        classifier=True,
+        source=ModelSource(
+            kind=IMPORT_ONLY,
+            url="https://github.com/yunjey/stargan (main.py --dataset " + ("Both)" if both else "RaFD)"),
+            instructions=_NO_WEIGHTS.format(
+                what="CelebA + RaFD" if both else "RaFD",
+                recipe=name,
+                data="--data CELEBA_DIR --rafd RAFD_DIR" if both else "--data RAFD_DIR",
+                name=name,
+                folder="both" if both else "rafd",
+                dataset=dataset,
+            ),
+        ),
+        licences=Licences(
+            code="MIT (yunjey/stargan)",
+            weights="none published; weights you train inherit the training data's terms",
+            dataset=f"{CELEBA_NONCOMMERCIAL}; {_RAFD_TERMS}" if both else _RAFD_TERMS,
+        ),
+        upstream="https://github.com/yunjey/stargan",
+        paper="Choi et al., StarGAN, CVPR 2018 (arXiv:1711.09020)",
+        notes=_RAFD_NOTES + (_BOTH_NOTE if both else " RaFD's 8 expressions only (no CelebA attributes)."),
+    )
+
+
 CARDS: tuple[ModelCard, ...] = (
     _stargan(
         128,
@@ -449,6 +516,7 @@ CARDS += (
         "GitHub and checked against the files' git blob ids; Adam slots are dropped on import.",
     ),
 )
+CARDS += (_stargan_rafd("rafd", ()), _stargan_rafd("both", _STARGAN_ATTRS))
 
 # The card each task uses when no --model is given.
 DEFAULTS: Mapping[str, str] = MappingProxyType(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("faceedit")
 
 ARCH_NAMES = ("stargan", "attgan", "stgan", "ugatit", "attcls")
-OVERRIDES = ("attrs", "image_size", "direction", "discriminator")
+OVERRIDES = ("attrs", "image_size", "direction", "discriminator", "dataset")
 EXPECTED = {
     "stargan": "a StarGAN generator (<iter>-G.ckpt: a bare state dict with main.* keys)",
     "attgan": "an AttGAN checkpoint (weights.<epoch>.pth: a dict with 'G') or its run folder",
@@ -39,7 +39,8 @@ def import_checkpoint(arch: str, path: Path | str, **overrides: Any) -> FaceMode
 
     ``overrides``: ``attrs`` (names in training order, list or comma string), ``image_size`` (int),
     ``direction`` ("A2B"/"B2A", U-GAT-IT only), ``discriminator`` (path of the D file when it is not
-    beside the generator under its official name; StarGAN, STGAN, AttGAN). Raises UsageError for bad
+    beside the generator under its official name; StarGAN, STGAN, AttGAN), ``dataset`` (StarGAN only:
+    celeba, rafd or both, when G's label channels and D's outputs do not tell). Raises UsageError for bad
     arguments and CheckpointError (one line: what was expected, what was found) for unusable files.
     """
     arch = arch.strip().lower()
@@ -104,6 +105,8 @@ def _check_overrides(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:
             raise UsageError("U-GAT-IT has no attributes", "drop --attrs")
         if len(set(out["attrs"])) != len(out["attrs"]):
             raise UsageError(f"--attrs lists a name twice: {','.join(out['attrs'])}")
+    if "dataset" in out and arch != "stargan":
+        raise UsageError("--dataset applies to StarGAN only (celeba, rafd or both)")
     if "direction" in out:
         if arch != "ugatit":
             raise UsageError("--direction applies to U-GAT-IT only")
@@ -371,15 +374,43 @@ def _stargan_file(path: Path) -> Path:
     return found
 
 
-def _stargan_d(d_obj: Any) -> tuple[dict, dict]:
-    from faceedit.models import stargan
+def _stargan_d(channels: int) -> Callable[[Any], tuple[dict, dict]]:
+    """Reader of a D for a G with ``channels`` label inputs: D predicts as many classes (CelebA or RaFD)
+    or two fewer (CelebA + RaFD: G also takes the mask); anything else is another model's D."""
 
-    c_state = stargan.classifier_state(d_obj)
-    return c_state, stargan.classifier_kwargs(c_state)
+    def read(d_obj: Any) -> tuple[dict, dict]:
+        from faceedit.models import stargan
+
+        c_state = stargan.classifier_state(d_obj)
+        kwargs = stargan.classifier_kwargs(c_state)
+        kwargs["classes"] = classes = kwargs.pop("c_dim")  # split by the layout, see _stargan_layout
+        fits = [channels] + ([channels - 2] if channels > 10 else [])
+        if classes not in fits:
+            raise CheckpointError(
+                f"the discriminator predicts {classes} classes, the generator takes {channels} labels "
+                f"(expected {' or '.join(map(str, fits))})"
+            )
+        return c_state, kwargs
+
+    return read
+
+
+def _stargan_layout(kwargs: dict, c_kwargs: dict | None, ov: dict) -> tuple[str, list[str]]:
+    """Split G's label channels (and D's outputs) into CelebA attributes and RaFD expressions."""
+    from faceedit import expressions
+
+    channels = kwargs.pop("c_dim")
+    classes = c_kwargs.pop("classes") if c_kwargs is not None else None
+    n_attrs = len(ov["attrs"]) if "attrs" in ov else None
+    dataset, count = expressions.resolve_layout(channels, classes, ov.get("dataset"), n_attrs)
+    n_expr = 0 if dataset == "celeba" else len(expressions.RAFD_EXPRESSIONS)
+    for target in (kwargs, c_kwargs) if c_kwargs is not None else (kwargs,):
+        target.update(c_dim=count, c2_dim=n_expr)
+    return dataset, _attributes("stargan", count, ov) if count else []
 
 
 def _import_stargan(path: Path, ov: dict) -> FaceModel:
-    from faceedit import models
+    from faceedit import expressions, models
     from faceedit.models import stargan
 
     path = _stargan_file(path)
@@ -395,7 +426,7 @@ def _import_stargan(path: Path, ov: dict) -> FaceModel:
         path.with_name(path.name[: -len("-G.ckpt")] + "-D.ckpt") if path.name.endswith("-G.ckpt") else None
     )
     c_state, c_kwargs, extra = _discriminator(
-        "stargan", ov.get("discriminator"), beside, _stargan_d, kwargs["c_dim"]
+        "stargan", ov.get("discriminator"), beside, _stargan_d(kwargs["c_dim"]), kwargs["c_dim"]
     )
     image_size = ov.get("image_size") or (c_kwargs["image_size"] if c_kwargs else 128)
     if c_kwargs is not None and image_size != c_kwargs["image_size"]:
@@ -403,14 +434,15 @@ def _import_stargan(path: Path, ov: dict) -> FaceModel:
             f"--image-size {image_size} contradicts the discriminator, built for {c_kwargs['image_size']}"
         )
     extra["source_format"] = "hub {'state_dict'} wrapper" if wrapped else "bare state dict"
+    dataset, attrs = _stargan_layout(kwargs, c_kwargs, ov)
     config = models.make_config(
         "stargan",
         kwargs,
-        attributes=_attributes("stargan", kwargs["c_dim"], ov),
+        attributes=attrs,
         image_size=image_size,
         template="celeba-178",
         resize="bilinear",
-        conditioning={"scheme": "stargan", "thres_int": 0.5, "rules": "port"},
+        conditioning=expressions.conditioning_block(dataset),
         classifier_kwargs=c_kwargs,
         provenance=_provenance(path, stargan.UPSTREAM, extra),
     )

@@ -43,7 +43,16 @@ def test_card_fields(card: registry.ModelCard) -> None:
     assert card.arch in ARCHS
     assert set(card.attributes) <= set(CELEBA_40), set(card.attributes) - set(CELEBA_40)
     assert len(set(card.attributes)) == len(card.attributes)
-    assert (card.arch == "ugatit") == (not card.attributes)
+    rafd_only = card.conditioning.get("dataset") == "rafd"  # StarGAN on RaFD: expressions, no attributes
+    assert (card.arch == "ugatit" or rafd_only) == (not card.attributes)
+    if "rafd" in card.name:
+        assert (
+            "RaFD" in card.licences.dataset
+            and "no RaFD-trained weights are published" in card.licences.dataset
+        )
+        assert (
+            "faceedit train stargan" in card.source.instructions and "--dataset" in card.source.instructions
+        )
     src = card.source
     assert src.kind in registry.SOURCE_KINDS
     assert src.revision is None or re.fullmatch(r"[0-9a-f]{40}", src.revision)

@@ -46,7 +46,7 @@ def test_full_size_stargan_with_discriminator(fixtures_dir: Path, tmp_path: Path
     torch.save(_zeros(fixtures_dir, "stargan", "manifest_default_D"), tmp_path / "models" / "200000-D.ckpt")
     model = import_checkpoint("stargan", tmp_path)
     assert _count(model.generator) == 8_430_528
-    assert model.config["generator_kwargs"] == {"conv_dim": 64, "c_dim": 5, "repeat_num": 6}
+    assert model.config["generator_kwargs"] == {"conv_dim": 64, "c_dim": 5, "repeat_num": 6, "c2_dim": 0}
     assert model.config["image_size"] == 128  # from D's conv2 kernel (2 = 128 / 2**6)
     assert set(model.classifier.state_dict()) == set(
         _zeros(fixtures_dir, "stargan", "manifest_default_D")

@@ -101,8 +101,24 @@ def edit(
         list[str], typer.Option("--add", "-a", help="Attribute to turn on (repeat, or A,B; NAME=INTENSITY).")
     ] = [],  # noqa: B006
     remove: Annotated[list[str], typer.Option("--remove", help="Attribute to turn off (same forms).")] = [],  # noqa: B006
+    expression: Annotated[
+        str | None,
+        typer.Option(
+            "--expression",
+            "-e",
+            help="StarGAN trained on RaFD or CelebA + RaFD: the target expression (angry, contemptuous, "
+            "disgusted, fearful, happy, neutral, sad, surprised). One expression per output, and not "
+            "together with --add/--remove (the official labels mark one label set valid).",
+        ),
+    ] = None,
     intensity: Annotated[
-        float, typer.Option("--intensity", "-i", help="Strength of the edit (1 = the official test).")
+        float,
+        typer.Option(
+            "--intensity",
+            "-i",
+            help="Strength of the edit (1 = the official test). StarGAN, attributes and expressions: "
+            "labels = source + intensity x (target - source).",
+        ),
     ] = 1.0,
     source: Annotated[
         str | None,
@@ -153,16 +169,16 @@ def edit(
     json_out: JsonOpt = False,
 ) -> None:
     """Edit face attributes: [bold]faceedit edit photo.jpg --add Blond_Hair --intensity 0.8[/bold]."""
-    from faceedit import api, attributes, registry
+    from faceedit import api, attributes, expressions, registry
 
-    if not add and not remove:
+    if not add and not remove and expression is None:
         from faceedit.errors import UsageError
 
         raise UsageError(
             "nothing to edit",
-            "name attributes with --add and/or --remove (faceedit models info NAME lists them)",
+            "name attributes with --add and/or --remove, or an --expression (faceedit models info NAME)",
         )
-    spec = attributes.parse_edit(add, remove, intensity, slide=slide)
+    spec = attributes.parse_edit(add, remove, intensity, slide=slide, expression=expression)
     paste = _edit_paste_options(detail, color_match, blend)
     request_kwargs: dict[str, Any] = {
         "spec": spec,
@@ -178,9 +194,10 @@ def edit(
     paths = _inputs(inputs, recursive)
     spec_name = model or registry.DEFAULTS["edit"]
     engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
-    names = list(engine.config["attributes"])
+    names = expressions.label_names(engine.config)
     if source is not None:
-        request_kwargs["source"] = attributes.parse_source(source, names)
+        parsed = attributes.parse_source(source, names)
+        request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
     request = api.EditRequest(**request_kwargs)
     report = _run(
         lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=workers),

@@ -44,6 +44,13 @@ def import_command(
         Path | None,
         typer.Option("--discriminator", help="discriminator file, when it is not beside the generator"),
     ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="StarGAN: celeba, rafd or both (CelebA + RaFD), when the label channels do not tell",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --out folder")] = False,
 ) -> None:
     """Convert an official checkpoint into a faceedit model folder (config.json + model.safetensors).
@@ -58,7 +65,13 @@ def import_command(
             f"{out} already exists and is not empty", "pass --overwrite or choose another --out"
         )
     model = upstream.import_checkpoint(
-        arch, path, attrs=attrs, image_size=image_size, direction=direction, discriminator=discriminator
+        arch,
+        path,
+        attrs=attrs,
+        image_size=image_size,
+        direction=direction,
+        discriminator=discriminator,
+        dataset=dataset,
     )
     folder = models.save(model, out, overwrite=overwrite)
     for line in summary(model):
@@ -68,11 +81,16 @@ def import_command(
 
 def summary(model: FaceModel) -> list[str]:
     """A few human lines about an imported model (stderr)."""
+    from faceedit import expressions
+
     config, prov = model.config, model.config["provenance"]
     n_params = sum(p.numel() for p in model.generator.parameters())
     attrs = ", ".join(config["attributes"]) or "none"
     classifier = f"yes ({prov.get('classifier_source_file', 'same file')})" if model.classifier else "no"
     extra = f", direction {config['direction']}" if "direction" in config else ""
+    if expressions.expressions_of(config):
+        attrs += f"; dataset {expressions.dataset_of(config)}, expressions: "
+        attrs += ", ".join(expressions.expressions_of(config))
     return [
         f"imported {config['arch']} from {prov['source_file']} (upstream {prov['upstream']}{extra})",
         f"generator: {n_params:,} parameters at {config['image_size']} px; attributes: {attrs}",

@@ -41,8 +41,20 @@ def train_command(
         typer.Option(
             "--data",
             help="dataset: CelebA layout (img_align_celeba/, list_attr_celeba.txt) or "
-            "trainA/ trainB/ for ugatit; a folder written by `faceedit prepare` works too",
+            "trainA/ trainB/ for ugatit; a folder written by `faceedit prepare` works too; "
+            "stargan --dataset rafd: the RaFD folder",
         ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="stargan: celeba (default), rafd (--data RAFD_DIR: a folder per expression or RaFD's "
+            "file names) or both (--data CELEBA_DIR --rafd RAFD_DIR, the official train_multi)",
+        ),
+    ] = None,
+    rafd: Annotated[
+        Path | None, typer.Option("--rafd", help="stargan --dataset both: the RaFD folder")
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="run folder (default runs/ARCH-YYYYmmdd-HHMMSS)")
@@ -93,9 +105,17 @@ def train_command(
     from faceedit.training import checkpoint, config, loop
 
     arch = arch.value
+    if (dataset is not None or rafd is not None) and arch != "stargan":
+        from faceedit.errors import UsageError
+
+        raise UsageError("--dataset and --rafd apply to stargan only")
     overrides = _overrides(
         settings,
         data=data,
+        dataset=dataset,
+        rafd=str(rafd.expanduser().resolve()) if rafd is not None else None,
+        # A RaFD-only model has no CelebA attributes: drop the CelebA default unless --attrs says otherwise.
+        attrs_default="" if dataset == "rafd" and attrs is None else None,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -137,6 +157,9 @@ def _overrides(
         if not sep or not key.strip():
             raise UsageError(f"--set {item!r} is not KEY=VALUE", "e.g. --set lambda_rec=50")
         result[key.strip()] = value.strip()
+    attrs_default = values.pop("attrs_default", None)
+    if attrs_default is not None and "attrs" not in result:
+        result["attrs"] = attrs_default
     result.update({k: v for k, v in values.items() if v is not None})
     if lr is not None:
         result["lr_g"] = result["lr_d"] = lr

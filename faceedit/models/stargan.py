@@ -2,6 +2,8 @@
 
 State-dict keys are the official ones (``main.N...``, ``conv1``, ``conv2``). The generator normalises
 with per-image statistics in ``eval()`` too, because the official test code runs it in training mode.
+Label layouts (``c_dim`` CelebA attributes, ``c2_dim`` RaFD expressions): CelebA ``[c]``, RaFD
+``[c2]``, both (``main.py --dataset Both``) ``[c, c2, mask(2)]`` where the mask says which part is valid.
 """
 
 from __future__ import annotations
@@ -45,13 +47,21 @@ class ResidualBlock(nn.Module):
         return x + self.main(x)
 
 
-class Generator(nn.Module):
-    """G(x, c): image [N,3,H,W] in [-1,1], 0/1 labels [N,c_dim] -> image [N,3,H,W] (H, W multiples of 4)."""
+def label_channels(c_dim: int, c2_dim: int = 0) -> int:
+    """Width of G's label input: c_dim (CelebA), c2_dim (RaFD) or c_dim + c2_dim + 2 (both, the mask)."""
+    return c_dim + c2_dim + (2 if c_dim and c2_dim else 0)
 
-    def __init__(self, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6) -> None:
+
+class Generator(nn.Module):
+    """G(x, c): image [N,3,H,W] in [-1,1], labels [N,label_channels] -> image [N,3,H,W] (H, W multiples of 4).
+
+    ``c2_dim`` > 0 adds RaFD's expression one-hot (the official ``c_dim`` of a RaFD model is our c2_dim).
+    """
+
+    def __init__(self, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6, c2_dim: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False),
+            nn.Conv2d(3 + label_channels(c_dim, c2_dim), conv_dim, 7, 1, 3, bias=False),
             InstanceNorm2dPerImage(conv_dim),
             nn.ReLU(inplace=True),
         ]
@@ -96,15 +106,18 @@ def _cls_kernel(image_size: int, repeat_num: int) -> int:
 
 
 class Discriminator(nn.Module):
-    """D(x) -> (PatchGAN logits [N,1,h,w], attribute logits [N,c_dim]); no normalisation."""
+    """D(x) -> (PatchGAN logits [N,1,h,w], class logits [N,c_dim + c2_dim]); no normalisation.
+
+    Class logits in the official order: CelebA attributes first, then the RaFD expressions.
+    """
 
     def __init__(
-        self, image_size: int = 128, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6
+        self, image_size: int = 128, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6, c2_dim: int = 0
     ) -> None:
         super().__init__()
         self.main, dim = _trunk(conv_dim, repeat_num)
         self.conv1 = nn.Conv2d(dim, 1, 3, 1, 1, bias=False)
-        self.conv2 = nn.Conv2d(dim, c_dim, _cls_kernel(image_size, repeat_num), bias=False)
+        self.conv2 = nn.Conv2d(dim, c_dim + c2_dim, _cls_kernel(image_size, repeat_num), bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.main(x)
@@ -113,14 +126,15 @@ class Discriminator(nn.Module):
 
 
 class Classifier(nn.Module):
-    """D's trunk + classification head (``conv2``): images [N,3,S,S] in [-1,1] -> logits [N,c_dim]."""
+    """D's trunk + classification head (``conv2``): images [N,3,S,S] in [-1,1] -> logits [N,c_dim + c2_dim]
+    (CelebA attribute logits, then RaFD expression logits: softmax over the last c2_dim)."""
 
     def __init__(
-        self, image_size: int = 128, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6
+        self, image_size: int = 128, conv_dim: int = 64, c_dim: int = 5, repeat_num: int = 6, c2_dim: int = 0
     ) -> None:
         super().__init__()
         self.main, dim = _trunk(conv_dim, repeat_num)
-        self.conv2 = nn.Conv2d(dim, c_dim, _cls_kernel(image_size, repeat_num), bias=False)
+        self.conv2 = nn.Conv2d(dim, c_dim + c2_dim, _cls_kernel(image_size, repeat_num), bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.main(x))
@@ -201,7 +215,8 @@ def _from_named_blocks(state: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    """Constructor arguments recovered from an official-layout generator state dict."""
+    """Constructor arguments recovered from an official-layout generator state dict (``c_dim`` = all
+    label channels, as the official constructor counts them; the importer splits them by dataset)."""
     w = state["main.0.weight"]
     return {
         "conv_dim": int(w.shape[0]),
@@ -211,7 +226,8 @@ def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
 
 
 def classifier_kwargs(d_state: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    """Classifier (= Discriminator) arguments recovered from a discriminator state dict."""
+    """Classifier (= Discriminator) arguments recovered from a discriminator state dict (``c_dim`` = all
+    class outputs, as the official constructor counts them)."""
     repeat_num = count_indexed(d_state, "main.", ".weight")
     conv2 = d_state["conv2.weight"]
     return {

@@ -32,6 +32,7 @@ CELEBA_TEMPLATES = ("celeba-178", "celeba-170", "celeba-tf")
 RESUMABLE = frozenset(
     {
         "data",
+        "rafd",
         "steps",
         "epochs",
         "device",
@@ -139,13 +140,20 @@ def _multiple(name: str, value: int, factor: int, why: str) -> list[str]:
     return [] if value % factor == 0 else [f"{name} = {value}: must be a multiple of {factor} ({why})"]
 
 
+STARGAN_DATASETS = ("celeba", "rafd", "both")
+
+
 @dataclass(frozen=True)
 class StarGANConfig(TrainConfig):
-    """yunjey/stargan main.py defaults (CelebA, 128 px)."""
+    """yunjey/stargan main.py defaults (CelebA, 128 px); ``dataset`` rafd / both as ``--dataset RaFD|Both``
+    (c2_dim = RaFD's 8 expressions, rafd_crop_size 256, the same iterations and optimiser)."""
 
     arch: ClassVar[str] = "stargan"
     steps: int | None = 200_000  # num_iters
-    attrs: tuple[str, ...] = STARGAN_ATTRIBUTES  # selected_attrs
+    attrs: tuple[str, ...] = STARGAN_ATTRIBUTES  # selected_attrs (() for dataset = "rafd")
+    dataset: str = "celeba"  # celeba | rafd (data = the RaFD folder) | both (data = CelebA, rafd = RaFD)
+    rafd: str = ""  # RaFD folder of dataset = "both" (a folder per expression, or RaFD's own file names)
+    rafd_crop: int = 256  # rafd_crop_size: CenterCrop of each RaFD image before the resize
     g_conv_dim: int = 64
     d_conv_dim: int = 64
     g_repeat_num: int = 6  # residual blocks in G
@@ -160,8 +168,24 @@ class StarGANConfig(TrainConfig):
     lr_update_step: int = 1000
 
     def model_problems(self) -> list[str]:
-        return _multiple(
-            "image_size", self.image_size, 2**self.d_repeat_num, "D halves it d_repeat_num times"
+        p = _multiple("image_size", self.image_size, 2**self.d_repeat_num, "D halves it d_repeat_num times")
+        if self.dataset not in STARGAN_DATASETS:
+            p.append(f"dataset = {self.dataset!r}: must be one of {', '.join(STARGAN_DATASETS)}")
+        if self.dataset != "both" and self.rafd:
+            p.append(f"rafd = {self.rafd!r} is only read with dataset = 'both' (RaFD alone: --data DIR)")
+        if self.rafd_crop < 1:
+            p.append(f"rafd_crop = {self.rafd_crop}: must be at least 1")
+        return p
+
+    def _attribute_problems(self) -> list[str]:
+        if self.dataset != "rafd":
+            return super()._attribute_problems()
+        if self.attrs:
+            return [
+                "attrs: a RaFD-only StarGAN has no CelebA attributes; drop --attrs (or use --dataset both)"
+            ]
+        return (
+            [] if self.template in CELEBA_TEMPLATES else [f"template = {self.template!r}: not a CelebA crop"]
         )
 
 

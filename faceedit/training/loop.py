@@ -135,6 +135,10 @@ def _open_data(cfg: TrainConfig, d: Dist, start: int) -> TrainData:
         from faceedit.data import unpaired
 
         return unpaired.open_training(cfg.data, cfg.image_size, spec, n_fixed=min(cfg.n_samples, 4))
+    if getattr(cfg, "dataset", "celeba") != "celeba":  # StarGAN on RaFD, or CelebA + RaFD
+        from faceedit.data import rafd
+
+        return rafd.open_training(cfg, spec)
     from faceedit.data import TEMPLATES, celeba
 
     index = celeba.read_index(cfg.data, cfg.attrs, cfg.split)
@@ -158,6 +162,10 @@ def check_data(cfg: TrainConfig) -> dict[str, int]:
         raise UsageError("no training data given", "pass --data DIR")
     if cfg.arch == "ugatit":
         return {k: len(v) for k, v in unpaired.list_folders(cfg.data).items()}
+    if getattr(cfg, "dataset", "celeba") != "celeba":
+        from faceedit.data import rafd
+
+        return rafd.check_data(cfg)
     index = celeba.read_index(cfg.data, cfg.attrs, cfg.split)
     return {k: len(v) for k, v in celeba.split_rows(index, cfg.arch, cfg.split).items()}
 

@@ -1,5 +1,7 @@
-"""StarGAN training as yunjey/stargan's ``Solver.train`` (CelebA): a WGAN-GP critic with a domain
-classifier updated every step, G every ``n_critic``-th step on the same batch, targets = permuted labels.
+"""StarGAN training as yunjey/stargan's ``Solver.train`` (CelebA or RaFD) and ``Solver.train_multi``
+(CelebA + RaFD): a WGAN-GP critic with a domain classifier updated every step, G every ``n_critic``-th
+step on the same batch, targets = permuted labels. With both datasets each step trains on a CelebA
+batch then a RaFD batch, labels ``[CelebA, RaFD, mask]``, each classified by its own logits.
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from faceedit import attributes
+from faceedit import expressions
 from faceedit.models import stargan
 from faceedit.training import losses
 from faceedit.training.checkpoint import TrainState, frozen, release_model
@@ -19,8 +22,18 @@ from faceedit.training.config import StarGANConfig
 COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch.compile cannot do
 
 
+def n_expressions(cfg: StarGANConfig) -> int:
+    """c2_dim: RaFD's 8 expressions, or 0 for a CelebA-only model."""
+    return 0 if cfg.dataset == "celeba" else len(expressions.RAFD_EXPRESSIONS)
+
+
 def generator_kwargs(cfg: StarGANConfig) -> dict[str, int]:
-    return {"conv_dim": cfg.g_conv_dim, "c_dim": len(cfg.attrs), "repeat_num": cfg.g_repeat_num}
+    return {
+        "conv_dim": cfg.g_conv_dim,
+        "c_dim": len(cfg.attrs),
+        "repeat_num": cfg.g_repeat_num,
+        "c2_dim": n_expressions(cfg),
+    }
 
 
 def discriminator_kwargs(cfg: StarGANConfig) -> dict[str, int]:
@@ -29,6 +42,7 @@ def discriminator_kwargs(cfg: StarGANConfig) -> dict[str, int]:
         "conv_dim": cfg.d_conv_dim,
         "c_dim": len(cfg.attrs),
         "repeat_num": cfg.d_repeat_num,
+        "c2_dim": n_expressions(cfg),
     }
 
 
@@ -62,34 +76,72 @@ def make_optimizers(
     return opts, {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in opts.items()}
 
 
-def train_step(
-    state: TrainState, cfg: StarGANConfig, batch: tuple[torch.Tensor, torch.Tensor]
+def _generator_labels(cfg: StarGANConfig, part: str, label: torch.Tensor) -> torch.Tensor:
+    """A batch's labels as G takes them: CelebA 0/1 [N,A] or RaFD indices [N] -> [N, label channels]."""
+    n, n_attrs, n_expr = label.size(0), len(cfg.attrs), n_expressions(cfg)
+    # RaFD: solver.label2onehot; CelebA: the 0/1 attribute labels as they are.
+    c = F.one_hot(label.long(), n_expr).to(torch.float32) if part == "rafd" else label.float()
+    if cfg.dataset != "both":
+        return c
+    zeros = label.new_zeros((n, n_expr if part == "celeba" else n_attrs), dtype=torch.float32)
+    mask = F.one_hot(label.new_full((n,), int(part == "rafd"), dtype=torch.long), 2).to(torch.float32)
+    return torch.cat([c, zeros, mask] if part == "celeba" else [zeros, c, mask], dim=1)
+
+
+def _classification_loss(
+    cfg: StarGANConfig, part: str, logits: torch.Tensor, label: torch.Tensor
+) -> torch.Tensor:
+    """solver.classification_loss on the part's own logits: BCE summed / N (CelebA), cross-entropy (RaFD)."""
+    n_attrs = len(cfg.attrs)
+    if part == "rafd":
+        return F.cross_entropy(logits[:, n_attrs:].float(), label.long())
+    return losses.attribute_bce_sum(logits[:, :n_attrs], label)
+
+
+def _parts(cfg: StarGANConfig, batch: Any) -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
+    if cfg.dataset == "both":
+        return [("celeba", batch[0]), ("rafd", batch[1])]  # train_multi: CelebA first, then RaFD
+    return [(cfg.dataset, batch)]
+
+
+def train_step(state: TrainState, cfg: StarGANConfig, batch: Any) -> dict[str, Any]:
+    """One iteration. celeba: (x_real [N,3,S,S] in [-1,1], label_org [N,A] 0/1); rafd: (x_real, index [N]);
+    both: (celeba batch, rafd batch), losses then named ``D/celeba/...`` and ``D/rafd/...``."""
+    out: dict[str, Any] = {}
+    for part, (x_real, label) in _parts(cfg, batch):
+        for key, value in _part_step(state, cfg, part, x_real, label).items():
+            out[key.replace("/", f"/{part}/", 1) if cfg.dataset == "both" else key] = value
+    return out
+
+
+def _part_step(
+    state: TrainState, cfg: StarGANConfig, part: str, x_real: torch.Tensor, label_org: torch.Tensor
 ) -> dict[str, Any]:
-    """One iteration: x_real [N,3,S,S] in [-1,1], label_org [N,A] in {0,1}."""
-    x_real, label_org = batch
+    """D on one dataset's batch, then G every n_critic-th step (the body of train()/train_multi())."""
     label_trg = label_org[torch.randperm(label_org.size(0)).to(label_org.device)]
+    c_org, c_trg = _generator_labels(cfg, part, label_org), _generator_labels(cfg, part, label_trg)
     out: dict[str, Any] = {}
     with state.autocast():
         with torch.no_grad():
-            x_fake = state.local("G")(x_real, label_trg)
+            x_fake = state.local("G")(x_real, c_trg)
         d_real, d_cls = state.net("D")(x_real)
         d_fake, _ = state.net("D")(x_fake)
         critic = lambda x: state.net("D")(x)[0]  # noqa: E731
         gp = losses.gradient_penalty(critic, x_real, x_fake, state.scalers["D"])
         out["D/loss_real"], out["D/loss_fake"] = -d_real.float().mean(), d_fake.float().mean()
-        out["D/loss_cls"], out["D/loss_gp"] = losses.attribute_bce_sum(d_cls, label_org), gp
+        out["D/loss_cls"], out["D/loss_gp"] = _classification_loss(cfg, part, d_cls, label_org), gp
         d_loss = (
             out["D/loss_real"] + out["D/loss_fake"] + cfg.lambda_cls * out["D/loss_cls"] + cfg.lambda_gp * gp
         )
     state.update("D", d_loss)
     if (state.step + 1) % cfg.n_critic == 0:
         with frozen(state.models["D"]), state.autocast():
-            x_fake = state.net("G")(x_real, label_trg)
+            x_fake = state.net("G")(x_real, c_trg)
             g_fake, g_cls = state.local("D")(x_fake)
-            x_reconst = state.net("G")(x_fake, label_org)
+            x_reconst = state.net("G")(x_fake, c_org)
             out["G/loss_fake"] = losses.wgan_g_loss(g_fake)
             out["G/loss_rec"] = losses.l1(x_real, x_reconst)
-            out["G/loss_cls"] = losses.attribute_bce_sum(g_cls, label_trg)
+            out["G/loss_cls"] = _classification_loss(cfg, part, g_cls, label_trg)
             g_loss = (
                 out["G/loss_fake"] + cfg.lambda_rec * out["G/loss_rec"] + cfg.lambda_cls * out["G/loss_cls"]
             )
@@ -100,19 +152,27 @@ def train_step(
 def sample(
     state: TrainState, cfg: StarGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
 ) -> list[torch.Tensor]:
-    """Columns: the input, then one per attribute with the official create_labels targets."""
+    """Columns: the input, then one per attribute (create_labels) and one per expression (test_multi)."""
     x, labels = fixed
-    _, conds = attributes.grid(conditioning(cfg), cfg.attrs, labels.cpu().numpy(), reconstruction=False)
+    c_org = labels.cpu().numpy() if cfg.dataset != "rafd" else labels.new_zeros((len(x), 0)).cpu().numpy()
+    config = {
+        "arch": "stargan",
+        "generator_kwargs": generator_kwargs(cfg),
+        "attributes": list(cfg.attrs),
+        "conditioning": conditioning(cfg),
+    }
     G = state.models["G"]
-    return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in conds]
+    return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in expressions.official_targets(config, c_org)]
 
 
 def conditioning(cfg: StarGANConfig) -> dict[str, Any]:
-    return attributes.default_conditioning("stargan", "port")
+    """config.json's conditioning block (with the dataset and expression names unless CelebA-only)."""
+    return expressions.conditioning_block(cfg.dataset)
 
 
 def release(cfg: StarGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:
     model = release_model(
         "stargan", cfg, models["G"], generator_kwargs(cfg), provenance, models["D"], discriminator_kwargs(cfg)
     )
+    model.config["conditioning"] = conditioning(cfg)  # release_model writes the CelebA-only block
     return {"": model}

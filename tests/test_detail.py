@@ -182,9 +182,9 @@ def _stargan_folder(root: Path, poison: bool = False) -> Path:
         conditioning={"scheme": "stargan", "thres_int": 0.5, "rules": "port"},
     )
     model = models.build(config)
-    if poison:
+    if poison:  # finite weights (a NaN weight is refused at save and load) whose outputs overflow to NaN
         with torch.no_grad():
-            next(model.generator.parameters()).view(-1)[0] = float("nan")
+            next(model.generator.parameters()).fill_(3e38)
     return models.save(model, root / ("poisoned" if poison else "tiny"))
 
 

@@ -25,7 +25,9 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     **dict.fromkeys(("enc_layers", "dec_layers", "n_layers"), (1, 12)),
     **dict.fromkeys(("shortcut_layers", "inject_layers"), (0, 12)),
     **dict.fromkeys(("repeat_num", "n_blocks"), (0, 32)),  # residual blocks / D's stride-2 convs
-    **dict.fromkeys(("c_dim", "n_attrs", "attr_dim"), (1, 256)),  # attributes (CelebA has 40)
+    **dict.fromkeys(("n_attrs", "attr_dim"), (1, 256)),  # attributes (CelebA has 40)
+    # StarGAN: CelebA attributes and RaFD expressions; either part is 0 for a single-dataset model
+    **dict.fromkeys(("c_dim", "c2_dim"), (0, 256)),
     **dict.fromkeys(("image_size", "img_size"), IMAGE_SIZE_RANGE),
     **dict.fromkeys(("input_nc", "output_nc"), (1, 4)),
     "stu_kernel_size": (1, 15),

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,6 +59,19 @@ def info(message: str) -> None:
 def warn(message: str) -> None:
     if not _quiet:
         err.print(f"[yellow]warning:[/yellow] {message}")
+
+
+_said: set[str] = set()
+_said_lock = threading.Lock()
+
+
+def warn_once(key: str, message: str) -> None:
+    """A warning shown once per process and ``key`` (writer threads of a batch share it)."""
+    with _said_lock:
+        if key in _said:
+            return
+        _said.add(key)
+    warn(message)
 
 
 def error(message: str, hint: str | None = None) -> None:

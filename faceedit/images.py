@@ -6,13 +6,13 @@ mode, alpha and metadata on write). Inside the models: float ``[N,3,S,S]`` in ``
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import os
+import stat
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from faceedit import console, jpeg
 from faceedit.errors import InputError, OutputError, UsageError
 from faceedit.fsutil import atomic_file
 
@@ -112,22 +113,35 @@ def max_pixels_limit(max_pixels: int | None = None) -> int:
     if not raw:
         return DEFAULT_MAX_PIXELS
     try:
-        return int(float(raw))
-    except ValueError:
+        value = int(float(raw))
+    except (ValueError, OverflowError):
+        value = 0
+    if value <= 0:
         raise UsageError(
-            f"{MAX_PIXELS_ENV}={raw!r} is not a number", "give a pixel count, e.g. 400000000"
-        ) from None
+            f"{MAX_PIXELS_ENV}={raw!r} is not a pixel count", "give a positive number, e.g. 400000000"
+        )
+    return value
 
 
-@contextlib.contextmanager
-def _pillow_limit_off() -> Iterator[None]:
-    # We apply our own limit (with a useful message) instead of Pillow's global one.
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+def _open(data: bytes) -> Image.Image:
+    """``Image.open`` minus its check against Pillow's process-wide ``MAX_IMAGE_PIXELS``.
+
+    The format plugins parse only the header here (no pixels decoded), so :func:`read` checks its own
+    per-call limit before anything is decoded, and no thread ever changes a global for another.
+    """
+    Image.preinit()  # the common formats first, as Image.open tries them
+    Image.init()
+    prefix = data[:16]
+    for fmt in list(Image.ID):
+        factory, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):
+            continue
+        try:
+            return factory(io.BytesIO(data), None)
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # not this format after all, as Image.open does
+    raise UnidentifiedImageError("cannot identify image file")
 
 
 def read(path: Path | str, max_pixels: int | None = None) -> Photo:
@@ -136,8 +150,9 @@ def read(path: Path | str, max_pixels: int | None = None) -> Photo:
     data = _read_bytes(path)
     limit = max_pixels_limit(max_pixels)
     try:
-        with _pillow_limit_off(), Image.open(io.BytesIO(data)) as im:
+        with _open(data) as im:
             _check_size(path, im.size, limit)
+            _check_still(path, im)
             if _is_deep_colour(data, im):
                 return _read_deep_colour(path, data, im)
             return _from_pillow(path, im)
@@ -146,6 +161,8 @@ def read(path: Path | str, max_pixels: int | None = None) -> Photo:
             f"{path} is not an image (or a format Pillow cannot read)",
             "give a JPEG, PNG, WebP, BMP or TIFF file",
         ) from None
+    except Image.DecompressionBombError as e:  # a plugin's own check (GIF frames, ICO...)
+        raise InputError(f"{path} is refused as a decompression bomb ({_short(e)})") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as e:
         raise InputError(
             f"{path} is truncated or corrupt ({_short(e)})", "re-export or re-download the file"
@@ -153,19 +170,31 @@ def read(path: Path | str, max_pixels: int | None = None) -> Photo:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The whole file; never opens (and so never blocks on) a FIFO, a device or a socket."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise InputError(f"{path} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise InputError(
-            f"{path} is a folder, not an image", "pass the folder itself to read all its images"
-        ) from None
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the file's permissions") from None
+        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the path and permissions") from None
+    try:
+        _check_regular(path, os.fstat(fd).st_mode)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the file") from None
+    finally:
+        os.close(fd)
     if not data:
         raise InputError(f"{path} is empty (0 bytes)", "re-export or re-download the file")
     return data
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path} is a folder, not an image", "pass the folder itself to read all its images")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path} is not a regular file (a pipe, device or socket)", "give image files")
 
 
 def _short(e: BaseException) -> str:
@@ -182,11 +211,22 @@ def _check_size(path: Path, size: tuple[int, int], limit: int) -> None:
         )
 
 
+def _check_still(path: Path, im: Image.Image) -> None:
+    # Editing only the first frame and writing a still would silently drop the animation.
+    if im.format in {"GIF", "PNG", "WEBP"} and getattr(im, "n_frames", 1) > 1:
+        raise InputError(
+            f"{path} is animated ({im.n_frames} frames); faceedit edits still photos",
+            "extract the frames you want as PNG files first",
+        )
+
+
 def _metadata(im: Image.Image) -> dict[str, Any]:
     exif = Image.Exif()  # a copy: Pillow caches getexif(), and exif_transpose still needs the tag
     exif.load(im.getexif().tobytes())
     exif.pop(_ORIENTATION, None)
-    info = {"dpi": im.info["dpi"]} if "dpi" in im.info else {}
+    info: dict[str, Any] = {"dpi": im.info["dpi"]} if "dpi" in im.info else {}
+    if settings := jpeg.source_settings(im):
+        info["jpeg"] = settings  # re-encoding with them keeps the untouched pixels (see faceedit.jpeg)
     return {
         "exif": exif.tobytes() if len(exif) else None,
         "icc_profile": im.info.get("icc_profile"),
@@ -292,15 +332,31 @@ def write(
             f"cannot write {path.suffix or 'files without a suffix'}",
             f"use one of {', '.join(sorted(_FORMATS))}",
         )
-    with atomic_file(path, overwrite=overwrite) as tmp:
-        try:
-            payload = encode(photo, fmt, quality)
-            tmp.write_bytes(payload)
-        except OSError as e:
-            raise OutputError(
-                f"cannot write {path}: {e.strerror or _short(e)}", "check free space and permissions"
-            ) from e
+    _say_what_is_lost(path, photo, fmt)
+    try:
+        with atomic_file(path, overwrite=overwrite) as tmp:
+            tmp.write_bytes(encode(photo, fmt, quality))
+    except OSError as e:  # also from the final rename: e.g. the name is taken by a folder
+        raise OutputError(
+            f"cannot write {path}: {e.strerror or _short(e)}", "check free space and permissions"
+        ) from e
     return path
+
+
+def _say_what_is_lost(path: Path, photo: Photo, fmt: str) -> None:
+    """Once per run and kind: what ``fmt`` cannot hold (alpha in JPEG, 16 bits in JPEG/WebP/BMP)."""
+    if photo.alpha is not None and fmt == "JPEG":
+        console.warn_once(
+            "alpha-jpeg",
+            f"{path.name}: JPEG has no transparency, so it is flattened on white "
+            "(name the output .png, e.g. --format png, to keep it; not repeated for other files)",
+        )
+    if photo.bit_depth == 16 and fmt in {"JPEG", "WEBP", "BMP"}:
+        console.warn_once(
+            f"depth-{fmt}",
+            f"{path.name}: {fmt} holds 8 bits per channel, so 16-bit colour is reduced "
+            "(use --format png or tiff to keep it; not repeated for other files)",
+        )
 
 
 def _photo_from_array(array: np.ndarray, like: Photo | None) -> Photo:
@@ -331,8 +387,12 @@ def encode(photo: Photo, fmt: str, quality: int | None = None) -> bytes:
         options["icc_profile"] = photo.icc_profile
     if "dpi" in photo.info and fmt in {"JPEG", "PNG", "TIFF"}:
         options["dpi"] = photo.info["dpi"]
-    if fmt in {"JPEG", "WEBP"}:
+    if fmt == "WEBP":
         options["quality"] = int(quality or DEFAULT_QUALITY)
+    if fmt == "JPEG":
+        options.update(jpeg.save_options(photo.info.get("jpeg"), quality, DEFAULT_QUALITY))
+        if im.mode == "RGB" and "qtables" in options:
+            im = Image.fromarray(jpeg.precompensate(np.asarray(im), options.get("subsampling", -1)))
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **options)
     return buffer.getvalue()

@@ -17,7 +17,7 @@ _TO_YCC = np.array(
 )
 _FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
 _FACTORS = {1: (1, 2), 2: (2, 2)}  # Pillow's subsampling code -> (vertical, horizontal) factor
-_ITERATIONS = 12  # the blur's response is >= 1/2, so each step at least halves the error: 2**-12
+_ITERATIONS = 10
 
 
 def source_settings(im: Image.Image) -> dict[str, Any] | None:
@@ -41,39 +41,36 @@ def precompensate(rgb: np.ndarray, subsampling: int) -> np.ndarray:
     """uint8 HWC RGB to hand to the encoder so that its chroma, box-averaged by the encoder's
     subsampling, equals the samples a decoder upsampled (triangle, "fancy") to give ``rgb``.
 
-    Without this every re-encode blurs the chroma by [1, 6, 1] / 8 per subsampled axis: on 4:2:0
-    photos 1-3 % of the pixels drift by more than 2 levels, with it about 0.3 %.
+    Without this every re-encode blurs the chroma by [1, 6, 1] / 8 per subsampled axis: on the shared
+    4:2:0 photos 0.3-2.6 % of the pixels drift by more than 2 levels, with it 0.03-0.5 %.
     """
+    import cv2
+
     factors = _FACTORS.get(subsampling)
     if factors is None or rgb.ndim != 3 or rgb.shape[2] != 3:
         return rgb
-    ycc = rgb.astype(np.float32) @ _TO_YCC.T
+    ycc = cv2.transform(rgb.astype(np.float32), _TO_YCC)
     for channel in (1, 2):
         ycc[..., channel] = _sharpen(ycc[..., channel], *factors)
-    return np.clip(np.rint(ycc @ _FROM_YCC.T), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(cv2.transform(ycc, _FROM_YCC)), 0, 255).astype(np.uint8)
 
 
 def _sharpen(chroma: np.ndarray, fy: int, fx: int) -> np.ndarray:
-    """Full-resolution chroma whose fy x fx block means are the deblurred block means."""
+    """Full-resolution chroma whose fy x fx block means are the block means un-blurred."""
     h, w = chroma.shape
     padded = np.pad(chroma, ((0, -h % fy), (0, -w % fx)), mode="edge")  # as the encoder pads
     means = padded.reshape(padded.shape[0] // fy, fy, padded.shape[1] // fx, fx).mean(axis=(1, 3))
-    samples = means.copy()
-    for _ in range(_ITERATIONS):  # solve blur(samples) = means
-        samples += means - _blur(samples, fy, fx)
+    samples = _unblur_rows(means) if fy == 2 else means
+    samples = _unblur_rows(samples.T).T if fx == 2 else samples
     correction = np.repeat(np.repeat(samples - means, fy, axis=0), fx, axis=1)
     return (padded + correction)[:h, :w]
 
 
-def _blur(a: np.ndarray, fy: int, fx: int) -> np.ndarray:
-    """What box(upsample(a)) does to chroma samples: [1, 6, 1] / 8 along each subsampled axis."""
-    if fy == 2:
-        a = _blur_rows(a)
-    if fx == 2:
-        a = _blur_rows(a.T).T
-    return a
-
-
-def _blur_rows(a: np.ndarray) -> np.ndarray:
-    p = np.pad(a, ((1, 1), (0, 0)), mode="edge")  # decoders replicate the edge sample
-    return (p[:-2] + 6 * p[1:-1] + p[2:]) / 8
+def _unblur_rows(means: np.ndarray) -> np.ndarray:
+    """x with blur(x) = means along axis 0; the blur's response is in [1/2, 1], so each step halves
+    the error (2**-10 after ten)."""
+    x = means.copy()
+    for _ in range(_ITERATIONS):
+        p = np.pad(x, ((1, 1), (0, 0)), mode="edge")  # decoders replicate the edge sample
+        x += means - (p[:-2] + 6 * p[1:-1] + p[2:]) / 8
+    return x

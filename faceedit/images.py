@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import stat
 import struct
 import zlib
 from collections.abc import Sequence
@@ -24,12 +22,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from faceedit import console, jpeg
 from faceedit.errors import InputError, OutputError, UsageError
 from faceedit.fsutil import atomic_file
+from faceedit.imagefile import check_size, check_still, max_pixels_limit, open_image, read_bytes, short
 
 if TYPE_CHECKING:
     import torch
 
-MAX_PIXELS_ENV = "FACEEDIT_MAX_PIXELS"
-DEFAULT_MAX_PIXELS = 250_000_000  # ~ a 16k x 16k photo; a 250 MP RGB copy is 750 MB of RAM
 DEFAULT_QUALITY = 95
 _ORIENTATION = 0x0112
 _FORMATS = {
@@ -105,54 +102,15 @@ def max_value(dtype: np.dtype) -> float:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def max_pixels_limit(max_pixels: int | None = None) -> int:
-    """The decompression-bomb guard: the argument, else ``$FACEEDIT_MAX_PIXELS``, else the default."""
-    if max_pixels is not None:
-        return int(max_pixels)
-    raw = os.environ.get(MAX_PIXELS_ENV)
-    if not raw:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = int(float(raw))
-    except (ValueError, OverflowError):
-        value = 0
-    if value <= 0:
-        raise UsageError(
-            f"{MAX_PIXELS_ENV}={raw!r} is not a pixel count", "give a positive number, e.g. 400000000"
-        )
-    return value
-
-
-def _open(data: bytes) -> Image.Image:
-    """``Image.open`` minus its check against Pillow's process-wide ``MAX_IMAGE_PIXELS``.
-
-    The format plugins parse only the header here (no pixels decoded), so :func:`read` checks its own
-    per-call limit before anything is decoded, and no thread ever changes a global for another.
-    """
-    Image.preinit()  # the common formats first, as Image.open tries them
-    Image.init()
-    prefix = data[:16]
-    for fmt in list(Image.ID):
-        factory, accept = Image.OPEN[fmt]
-        verdict = accept(prefix) if accept else True
-        if not verdict or isinstance(verdict, str):
-            continue
-        try:
-            return factory(io.BytesIO(data), None)
-        except (SyntaxError, IndexError, TypeError, struct.error):
-            continue  # not this format after all, as Image.open does
-    raise UnidentifiedImageError("cannot identify image file")
-
-
 def read(path: Path | str, max_pixels: int | None = None) -> Photo:
     """Decode ``path`` into an upright :class:`Photo`; every failure is a one-line :class:`InputError`."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     limit = max_pixels_limit(max_pixels)
     try:
-        with _open(data) as im:
-            _check_size(path, im.size, limit)
-            _check_still(path, im)
+        with open_image(data) as im:
+            check_size(path, im.size, limit)
+            check_still(path, im)
             if _is_deep_colour(data, im):
                 return _read_deep_colour(path, data, im)
             return _from_pillow(path, im)
@@ -162,62 +120,11 @@ def read(path: Path | str, max_pixels: int | None = None) -> Photo:
             "give a JPEG, PNG, WebP, BMP or TIFF file",
         ) from None
     except Image.DecompressionBombError as e:  # a plugin's own check (GIF frames, ICO...)
-        raise InputError(f"{path} is refused as a decompression bomb ({_short(e)})") from None
+        raise InputError(f"{path} is refused as a decompression bomb ({short(e)})") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as e:
         raise InputError(
-            f"{path} is truncated or corrupt ({_short(e)})", "re-export or re-download the file"
+            f"{path} is truncated or corrupt ({short(e)})", "re-export or re-download the file"
         ) from None
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The whole file; never opens (and so never blocks on) a FIFO, a device or a socket."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist", "check the path") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the path and permissions") from None
-    try:
-        _check_regular(path, os.fstat(fd).st_mode)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the file") from None
-    finally:
-        os.close(fd)
-    if not data:
-        raise InputError(f"{path} is empty (0 bytes)", "re-export or re-download the file")
-    return data
-
-
-def _check_regular(path: Path, mode: int) -> None:
-    if stat.S_ISDIR(mode):
-        raise InputError(f"{path} is a folder, not an image", "pass the folder itself to read all its images")
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path} is not a regular file (a pipe, device or socket)", "give image files")
-
-
-def _short(e: BaseException) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0][:120]
-
-
-def _check_size(path: Path, size: tuple[int, int], limit: int) -> None:
-    w, h = size
-    if w * h > limit:
-        raise InputError(
-            f"{path} is {w}x{h} = {w * h / 1e6:.0f} MP, over the limit of {limit / 1e6:.0f} MP "
-            "(a guard against decompression bombs)",
-            f"if you trust the file, raise it: {MAX_PIXELS_ENV}={w * h}",
-        )
-
-
-def _check_still(path: Path, im: Image.Image) -> None:
-    # Editing only the first frame and writing a still would silently drop the animation.
-    if im.format in {"GIF", "PNG", "WEBP"} and getattr(im, "n_frames", 1) > 1:
-        raise InputError(
-            f"{path} is animated ({im.n_frames} frames); faceedit edits still photos",
-            "extract the frames you want as PNG files first",
-        )
 
 
 def _metadata(im: Image.Image) -> dict[str, Any]:
@@ -338,7 +245,7 @@ def write(
             tmp.write_bytes(encode(photo, fmt, quality))
     except OSError as e:  # also from the final rename: e.g. the name is taken by a folder
         raise OutputError(
-            f"cannot write {path}: {e.strerror or _short(e)}", "check free space and permissions"
+            f"cannot write {path}: {e.strerror or short(e)}", "check free space and permissions"
         ) from e
     return path
 

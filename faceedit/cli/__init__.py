@@ -143,7 +143,7 @@ def _root(
     state.debug = debug
     console.setup_logging(verbose, quiet)
     if os.environ.get("FACEEDIT_MAX_PIXELS"):
-        from faceedit.images import max_pixels_limit
+        from faceedit.imagefile import max_pixels_limit
 
         max_pixels_limit()  # a bad value is one usage error now, not a failure of every input
 

@@ -132,7 +132,7 @@ def _metadata(im: Image.Image) -> dict[str, Any]:
     exif.load(im.getexif().tobytes())
     exif.pop(_ORIENTATION, None)
     info: dict[str, Any] = {"dpi": im.info["dpi"]} if "dpi" in im.info else {}
-    if settings := jpeg.source_settings(im):
+    if settings := jpeg.source_settings(im, im.getexif().get(_ORIENTATION, 1)):
         info["jpeg"] = settings  # re-encoding with them keeps the untouched pixels (see faceedit.jpeg)
     return {
         "exif": exif.tobytes() if len(exif) else None,

@@ -20,11 +20,16 @@ _FACTORS = {1: (1, 2), 2: (2, 2)}  # Pillow's subsampling code -> (vertical, hor
 _ITERATIONS = 10
 
 
-def source_settings(im: Image.Image) -> dict[str, Any] | None:
-    """The tables and subsampling of an opened JPEG (``None`` for any other format)."""
+def source_settings(im: Image.Image, orientation: int = 1) -> dict[str, Any] | None:
+    """The tables and subsampling of an opened JPEG (``None`` for any other format), as they apply
+    to the upright pixels: EXIF orientations 5-8 swap the axes, so the 8x8 tables are transposed."""
     if not isinstance(im, JpegImagePlugin.JpegImageFile) or not getattr(im, "quantization", None):
         return None
-    return {"qtables": im.quantization, "subsampling": JpegImagePlugin.get_sampling(im)}
+    tables, sampling = dict(im.quantization), JpegImagePlugin.get_sampling(im)
+    if orientation in (5, 6, 7, 8):
+        tables = {k: [t[(i % 8) * 8 + i // 8] for i in range(64)] for k, t in tables.items()}
+        sampling = 0 if sampling == 1 else sampling  # 4:2:2 turned is 4:4:0, which Pillow cannot write
+    return {"qtables": tables, "subsampling": sampling}
 
 
 def save_options(settings: dict[str, Any] | None, quality: int | None, default: int) -> dict[str, Any]:

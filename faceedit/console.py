@@ -30,12 +30,16 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 log = logging.getLogger("faceedit")
 
 _quiet = False
+_said: set[str] = set()
+_said_lock = threading.Lock()
 
 
 def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
     """``-v`` info, ``-vv`` debug (also library loggers), ``-q`` errors only."""
     global _quiet
     _quiet = quiet
+    with _said_lock:
+        _said.clear()  # a new command run: its "once per run" warnings are due again
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
     handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True, format="%(message)s")
@@ -61,12 +65,8 @@ def warn(message: str) -> None:
         err.print(f"[yellow]warning:[/yellow] {message}")
 
 
-_said: set[str] = set()
-_said_lock = threading.Lock()
-
-
 def warn_once(key: str, message: str) -> None:
-    """A warning shown once per process and ``key`` (writer threads of a batch share it)."""
+    """A warning shown once per run (:func:`setup_logging` starts one) and ``key``; thread-safe."""
     with _said_lock:
         if key in _said:
             return

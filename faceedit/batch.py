@@ -133,7 +133,8 @@ def expand_inputs(
             paths.extend(p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         elif raw.lower() in _FLAG_VALUES and not Path(raw).exists():
             raise UsageError(
-                f"input {raw!r} does not exist", f"flags take no value: write --json, not --json {raw}"
+                f"input {raw!r} does not exist",
+                f"flags such as --json or --overwrite take no value: drop the {raw!r} after the flag",
             )
         else:
             paths.append(Path(raw))

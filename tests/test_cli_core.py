@@ -77,6 +77,37 @@ def test_output_plan(tmp_path: Path) -> None:
         OutputPlan(format="gif")
 
 
+def test_output_plan_reserves_a_distinct_name_for_every_input(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    inputs = [
+        tmp_path / "in" / "a" / "p.png",
+        tmp_path / "in" / "b" / "p.png",
+        tmp_path / "in" / "b" / "p.jpg",
+    ]
+    plan = OutputPlan(out_dir=out, suffix="_x", format="png").for_inputs(inputs)
+    assert [plan.path_for(p) for p in inputs] == [out / "a/p_x.png", out / "b/p_x.png", out / "b/p_x-2.png"]
+    assert plan.path_for(inputs[2], tag="_0") == out / "b/p_x-2_0.png"
+    flat = OutputPlan(out_dir=out).for_inputs(inputs[1:2])  # one folder: straight into -o
+    assert flat.path_for(inputs[1]) == out / "p.png"
+    beside = OutputPlan(suffix="_x").for_inputs(inputs)  # no -o: next to each input, as before
+    assert beside.path_for(inputs[0]) == inputs[0].with_name("p_x.png")
+
+
+@pytest.mark.parametrize("suffix", ["/../../escaped", "_a/b", "..\\x", "a\0b"])
+def test_a_suffix_is_a_file_name_part(suffix: str) -> None:
+    with pytest.raises(errors.UsageError, match="--suffix"):
+        OutputPlan(suffix=suffix)
+    assert OutputPlan(suffix="_v2.final").suffix == "_v2.final"
+
+
+def test_check_refuses_a_folder_and_survives_a_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "taken.png").mkdir()
+    with pytest.raises(errors.OutputError, match="exists as a folder"):
+        OutputPlan(overwrite=True).check(tmp_path / "taken.png", source=tmp_path / "in.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    assert OutputPlan().check(tmp_path / "loop_x.png", source=tmp_path / "loop.png")
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     quiet = runner.invoke(app, ["edit", str(tmp_path / "none-*.png"), "--add", "Male"])
     assert quiet.exit_code == 2 and "Traceback" not in quiet.output
@@ -119,7 +150,7 @@ def test_flags_show_no_value_in_help(command: list[str]) -> None:
 
 def test_a_flag_given_a_value_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["detect", "--json", "true", str(tmp_path / "a.png")])
-    assert result.exit_code == 2 and "flags take no value" in result.stderr
+    assert result.exit_code == 2 and "take no value" in result.stderr
 
 
 def test_broken_pipe_is_not_reported_as_a_bug() -> None:

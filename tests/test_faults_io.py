@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from faceedit import api, images
 from faceedit.cli import app
-from tests.test_edit import _stargan_folder
+from tests.test_edit import _stargan_folder, _ugatit_folder
 
 runner = CliRunner()
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo needs a POSIX system")
@@ -181,6 +181,24 @@ def test_a_photo_without_a_face_is_reported_not_failed(face: Path, model: Path, 
     assert doc["summary"]["no_face"] == 1 and "1 without a face" in result.stderr
     only_wall = runner.invoke(app, ["edit", str(wall), "--add", "Male", "-m", str(model), "-o", str(out)])
     assert only_wall.exit_code == 3
+
+
+@pytest.mark.parametrize("command", ["detect", "align", "anime"])
+def test_the_no_face_rule_holds_for_every_command(
+    command: str, face: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    wall = _wall(tmp_path / "wall.png")
+    extra = {
+        "detect": [],
+        "align": ["-s", "64"],
+        "anime": ["-m", str(_ugatit_folder(tmp_path_factory.mktemp("u")))],
+    }
+    out = ["-o", str(tmp_path / "out")] if command != "detect" else []
+    both = runner.invoke(app, [command, str(face), str(wall), *out, *extra[command], "--json"])
+    assert both.exit_code == 0, both.output
+    assert [i["status"] for i in json.loads(both.stdout)["items"]] == ["ok", "no_face"]
+    only = runner.invoke(app, [command, str(wall), *out, *extra[command]])
+    assert only.exit_code == 3, only.output
 
 
 def test_problems_are_listed_after_the_run(face: Path, model: Path, tmp_path: Path) -> None:

@@ -256,6 +256,8 @@ def default_workers() -> int:
 def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[tuple[Path, Path]]:
     """(input, output) pairs still to do; existing outputs are skipped or refused up front."""
     jobs = []
+    paths = list(paths)
+    plan = plan.for_inputs(paths)  # distinct output names for the whole batch
     for path in paths:
         target = plan.path_for(path)
         try:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,12 +30,16 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 log = logging.getLogger("faceedit")
 
 _quiet = False
+_said: set[str] = set()
+_said_lock = threading.Lock()
 
 
 def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
     """``-v`` info, ``-vv`` debug (also library loggers), ``-q`` errors only."""
     global _quiet
     _quiet = quiet
+    with _said_lock:
+        _said.clear()  # a new command run: its "once per run" warnings are due again
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
     handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True, format="%(message)s")
@@ -58,6 +63,15 @@ def info(message: str) -> None:
 def warn(message: str) -> None:
     if not _quiet:
         err.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def warn_once(key: str, message: str) -> None:
+    """A warning shown once per run (:func:`setup_logging` starts one) and ``key``; thread-safe."""
+    with _said_lock:
+        if key in _said:
+            return
+        _said.add(key)
+    warn(message)
 
 
 def error(message: str, hint: str | None = None) -> None:

@@ -6,13 +6,11 @@ mode, alpha and metadata on write). Inside the models: float ``[N,3,S,S]`` in ``
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
-import os
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from faceedit import console, jpeg
 from faceedit.errors import InputError, OutputError, UsageError
 from faceedit.fsutil import atomic_file
+from faceedit.imagefile import check_size, check_still, max_pixels_limit, open_image, read_bytes, short
 
 if TYPE_CHECKING:
     import torch
 
-MAX_PIXELS_ENV = "FACEEDIT_MAX_PIXELS"
-DEFAULT_MAX_PIXELS = 250_000_000  # ~ a 16k x 16k photo; a 250 MP RGB copy is 750 MB of RAM
 DEFAULT_QUALITY = 95
 _ORIENTATION = 0x0112
 _FORMATS = {
@@ -104,40 +102,15 @@ def max_value(dtype: np.dtype) -> float:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def max_pixels_limit(max_pixels: int | None = None) -> int:
-    """The decompression-bomb guard: the argument, else ``$FACEEDIT_MAX_PIXELS``, else the default."""
-    if max_pixels is not None:
-        return int(max_pixels)
-    raw = os.environ.get(MAX_PIXELS_ENV)
-    if not raw:
-        return DEFAULT_MAX_PIXELS
-    try:
-        return int(float(raw))
-    except ValueError:
-        raise UsageError(
-            f"{MAX_PIXELS_ENV}={raw!r} is not a number", "give a pixel count, e.g. 400000000"
-        ) from None
-
-
-@contextlib.contextmanager
-def _pillow_limit_off() -> Iterator[None]:
-    # We apply our own limit (with a useful message) instead of Pillow's global one.
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-
-
 def read(path: Path | str, max_pixels: int | None = None) -> Photo:
     """Decode ``path`` into an upright :class:`Photo`; every failure is a one-line :class:`InputError`."""
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_bytes(path)
     limit = max_pixels_limit(max_pixels)
     try:
-        with _pillow_limit_off(), Image.open(io.BytesIO(data)) as im:
-            _check_size(path, im.size, limit)
+        with open_image(data) as im:
+            check_size(path, im.size, limit)
+            check_still(path, im)
             if _is_deep_colour(data, im):
                 return _read_deep_colour(path, data, im)
             return _from_pillow(path, im)
@@ -146,47 +119,21 @@ def read(path: Path | str, max_pixels: int | None = None) -> Photo:
             f"{path} is not an image (or a format Pillow cannot read)",
             "give a JPEG, PNG, WebP, BMP or TIFF file",
         ) from None
+    except Image.DecompressionBombError as e:  # a plugin's own check (GIF frames, ICO...)
+        raise InputError(f"{path} is refused as a decompression bomb ({short(e)})") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as e:
         raise InputError(
-            f"{path} is truncated or corrupt ({_short(e)})", "re-export or re-download the file"
+            f"{path} is truncated or corrupt ({short(e)})", "re-export or re-download the file"
         ) from None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise InputError(
-            f"{path} is a folder, not an image", "pass the folder itself to read all its images"
-        ) from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the file's permissions") from None
-    if not data:
-        raise InputError(f"{path} is empty (0 bytes)", "re-export or re-download the file")
-    return data
-
-
-def _short(e: BaseException) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0][:120]
-
-
-def _check_size(path: Path, size: tuple[int, int], limit: int) -> None:
-    w, h = size
-    if w * h > limit:
-        raise InputError(
-            f"{path} is {w}x{h} = {w * h / 1e6:.0f} MP, over the limit of {limit / 1e6:.0f} MP "
-            "(a guard against decompression bombs)",
-            f"if you trust the file, raise it: {MAX_PIXELS_ENV}={w * h}",
-        )
 
 
 def _metadata(im: Image.Image) -> dict[str, Any]:
     exif = Image.Exif()  # a copy: Pillow caches getexif(), and exif_transpose still needs the tag
     exif.load(im.getexif().tobytes())
     exif.pop(_ORIENTATION, None)
-    info = {"dpi": im.info["dpi"]} if "dpi" in im.info else {}
+    info: dict[str, Any] = {"dpi": im.info["dpi"]} if "dpi" in im.info else {}
+    if settings := jpeg.source_settings(im, im.getexif().get(_ORIENTATION, 1)):
+        info["jpeg"] = settings  # re-encoding with them keeps the untouched pixels (see faceedit.jpeg)
     return {
         "exif": exif.tobytes() if len(exif) else None,
         "icc_profile": im.info.get("icc_profile"),
@@ -292,15 +239,31 @@ def write(
             f"cannot write {path.suffix or 'files without a suffix'}",
             f"use one of {', '.join(sorted(_FORMATS))}",
         )
-    with atomic_file(path, overwrite=overwrite) as tmp:
-        try:
-            payload = encode(photo, fmt, quality)
-            tmp.write_bytes(payload)
-        except OSError as e:
-            raise OutputError(
-                f"cannot write {path}: {e.strerror or _short(e)}", "check free space and permissions"
-            ) from e
+    _say_what_is_lost(path, photo, fmt)
+    try:
+        with atomic_file(path, overwrite=overwrite) as tmp:
+            tmp.write_bytes(encode(photo, fmt, quality))
+    except OSError as e:  # also from the final rename: e.g. the name is taken by a folder
+        raise OutputError(
+            f"cannot write {path}: {e.strerror or short(e)}", "check free space and permissions"
+        ) from e
     return path
+
+
+def _say_what_is_lost(path: Path, photo: Photo, fmt: str) -> None:
+    """Once per run and kind: what ``fmt`` cannot hold (alpha in JPEG, 16 bits in JPEG/WebP/BMP)."""
+    if photo.alpha is not None and fmt == "JPEG":
+        console.warn_once(
+            "alpha-jpeg",
+            f"{path.name}: JPEG has no transparency, so it is flattened on white "
+            "(name the output .png, e.g. --format png, to keep it; not repeated for other files)",
+        )
+    if photo.bit_depth == 16 and fmt in {"JPEG", "WEBP", "BMP"}:
+        console.warn_once(
+            f"depth-{fmt}",
+            f"{path.name}: {fmt} holds 8 bits per channel, so 16-bit colour is reduced "
+            "(use --format png or tiff to keep it; not repeated for other files)",
+        )
 
 
 def _photo_from_array(array: np.ndarray, like: Photo | None) -> Photo:
@@ -331,8 +294,12 @@ def encode(photo: Photo, fmt: str, quality: int | None = None) -> bytes:
         options["icc_profile"] = photo.icc_profile
     if "dpi" in photo.info and fmt in {"JPEG", "PNG", "TIFF"}:
         options["dpi"] = photo.info["dpi"]
-    if fmt in {"JPEG", "WEBP"}:
+    if fmt == "WEBP":
         options["quality"] = int(quality or DEFAULT_QUALITY)
+    if fmt == "JPEG":
+        options.update(jpeg.save_options(photo.info.get("jpeg"), quality, DEFAULT_QUALITY))
+        if im.mode == "RGB" and "qtables" in options:
+            im = Image.fromarray(jpeg.precompensate(np.asarray(im), options.get("subsampling", -1)))
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **options)
     return buffer.getvalue()

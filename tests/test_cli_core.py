@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from faceedit import __version__, errors
 from faceedit.batch import Item, OutputPlan, Report, expand_inputs
-from faceedit.cli import app
+from faceedit.cli import app, hoist_global_options
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,8 @@ def test_report_exit_codes() -> None:
 
     assert report("ok", "skipped").exit_code == 0
     assert report("no_face", "no_face").exit_code == 3
-    assert report("ok", "no_face").exit_code == 5
+    assert report("ok", "no_face").exit_code == 0  # a landscape in a folder of portraits is no failure
+    assert report("skipped", "no_face").exit_code == 0
     assert report("failed", "no_face").exit_code == 5
     assert report("ok", "failed").exit_code == 5
 
@@ -76,11 +77,80 @@ def test_output_plan(tmp_path: Path) -> None:
         OutputPlan(format="gif")
 
 
+def test_output_plan_reserves_a_distinct_name_for_every_input(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    inputs = [
+        tmp_path / "in" / "a" / "p.png",
+        tmp_path / "in" / "b" / "p.png",
+        tmp_path / "in" / "b" / "p.jpg",
+    ]
+    plan = OutputPlan(out_dir=out, suffix="_x", format="png").for_inputs(inputs)
+    assert [plan.path_for(p) for p in inputs] == [out / "a/p_x.png", out / "b/p_x.png", out / "b/p_x-2.png"]
+    assert plan.path_for(inputs[2], tag="_0") == out / "b/p_x-2_0.png"
+    flat = OutputPlan(out_dir=out).for_inputs(inputs[1:2])  # one folder: straight into -o
+    assert flat.path_for(inputs[1]) == out / "p.png"
+    beside = OutputPlan(suffix="_x").for_inputs(inputs)  # no -o: next to each input, as before
+    assert beside.path_for(inputs[0]) == inputs[0].with_name("p_x.png")
+
+
+@pytest.mark.parametrize("suffix", ["/../../escaped", "_a/b", "..\\x", "a\0b"])
+def test_a_suffix_is_a_file_name_part(suffix: str) -> None:
+    with pytest.raises(errors.UsageError, match="--suffix"):
+        OutputPlan(suffix=suffix)
+    assert OutputPlan(suffix="_v2.final").suffix == "_v2.final"
+
+
+def test_check_refuses_a_folder_and_survives_a_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "taken.png").mkdir()
+    with pytest.raises(errors.OutputError, match="exists as a folder"):
+        OutputPlan(overwrite=True).check(tmp_path / "taken.png", source=tmp_path / "in.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    assert OutputPlan().check(tmp_path / "loop_x.png", source=tmp_path / "loop.png")
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     quiet = runner.invoke(app, ["edit", str(tmp_path / "none-*.png"), "--add", "Male"])
     assert quiet.exit_code == 2 and "Traceback" not in quiet.output
-    loud = runner.invoke(app, ["--debug", "edit", str(tmp_path / "none-*.png"), "--add", "Male"])
-    assert isinstance(loud.exception, errors.UsageError)
+    for loud in (
+        runner.invoke(app, ["--debug", "edit", str(tmp_path / "none-*.png"), "--add", "Male"]),
+        runner.invoke(app, ["edit", str(tmp_path / "none-*.png"), "--add", "Male", "--debug"]),
+    ):
+        assert loud.exit_code == 2, loud.output  # the documented code, not 1
+        assert "Traceback" in loud.stderr and "UsageError" in loud.stderr and "no input images" in loud.stderr
+
+
+def test_debug_keeps_exit_code_4(tmp_path: Path) -> None:
+    args = ["edit", str(tmp_path), "--add", "Male", "-m", str(tmp_path / "no-such-model")]
+    assert runner.invoke(app, args).exit_code == 2  # no inputs first
+    (tmp_path / "a.png").write_bytes(b"x")
+    plain = runner.invoke(app, args)
+    loud = runner.invoke(app, [*args, "--debug"])
+    assert plain.exit_code == loud.exit_code == 4, loud.output
+    assert "Traceback" in loud.stderr and "Traceback" not in plain.stderr
+
+
+def test_global_options_work_after_the_sub_command(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    args = ["detect", str(tmp_path / "a.png"), "--json"]
+    loud, quiet = runner.invoke(app, args), runner.invoke(app, [*args, "-q"])
+    assert loud.exit_code == quiet.exit_code == 5
+    assert "0 done, 1 failed" in loud.stderr and "0 done" not in quiet.stderr and "error:" in quiet.stderr
+    assert runner.invoke(app, [*args, "-vv"]).exit_code == 5
+    assert hoist_global_options(["detect", "x", "-q", "--", "-v"]) == ["-q", "detect", "x", "--", "-v"]
+    assert hoist_global_options(["--debug", "edit", "-vv", "--add", "Male"]) == ["-vv", "--debug", "edit",
+                                                                              "--add", "Male"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [[], ["detect"], ["edit"], ["align"], ["models", "list"]])
+def test_flags_show_no_value_in_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}, color=False)
+    assert result.exit_code == 0
+    assert "<bool>" not in result.stdout and "--help" in result.stdout
+
+
+def test_a_flag_given_a_value_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["detect", "--json", "true", str(tmp_path / "a.png")])
+    assert result.exit_code == 2 and "take no value" in result.stderr
 
 
 def test_broken_pipe_is_not_reported_as_a_bug() -> None:

@@ -6,8 +6,10 @@ stay instant. Every expected failure becomes one red line on stderr and the docu
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Annotated, Any
+import traceback
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -24,28 +26,75 @@ state = _State()
 
 
 class FaceeditGroup(TyperGroup):
-    """Root group: turns expected errors into one line + exit code; ``--debug`` re-raises them."""
+    """Root group: expected errors become one line + their exit code (``--debug`` adds the traceback
+    and keeps the code); global options are accepted after the sub-command too; flags show no value."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _plain_flags(params)
+        return params
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_command_flags(command, ctx)
+        return command
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except FaceeditError as e:
-            if state.debug:
-                raise
-            console.error(e.message, e.hint)
-            raise typer.Exit(e.exit_code) from None
+            _fail(e.message, e.hint, e.exit_code)
         except KeyboardInterrupt:
-            if state.debug:
-                raise
-            console.error("interrupted", "finished outputs were kept; nothing was half-written")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            _fail("interrupted", "finished outputs were kept; nothing was half-written", EXIT_INTERRUPTED)
         except (typer.Exit, typer.Abort, SystemExit, BrokenPipeError):
             raise
         except Exception as e:
-            if state.debug or _is_usage_exception(e):
+            if _is_usage_exception(e):
                 raise
-            console.error(f"unexpected {type(e).__name__}: {e}", _hint_for(e))
-            raise typer.Exit(EXIT_BUG) from None
+            _fail(f"unexpected {type(e).__name__}: {e}", _hint_for(e), EXIT_BUG)
+
+
+def _fail(message: str, hint: str | None, code: int) -> NoReturn:
+    """One red line (after the traceback with --debug) and the documented exit code, debug or not."""
+    if state.debug:
+        traceback.print_exc()
+    console.error(message, hint)
+    raise typer.Exit(code) from None
+
+
+_GLOBAL_FLAGS = frozenset({"--debug", "--quiet", "-q", "--verbose"})
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move ``--debug``, ``-q``, ``-v``/``-vv``... given after the sub-command in front of it
+    (``faceedit edit x.jpg -q`` is what people type); nothing after ``--`` moves."""
+    first = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+    front, rest, moved = list(args[: first + 1]), [], []
+    for i, arg in enumerate(args[first + 1 :], start=first + 1):
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        is_global = arg in _GLOBAL_FLAGS or (len(arg) > 1 and arg[0] == "-" and set(arg[1:]) == {"v"})
+        (moved if is_global else rest).append(arg)
+    return moved + front + rest
+
+
+def _plain_flags(params: list[Any]) -> None:
+    # Typer shows <bool> for flags, which reads as "takes a value" (and then `--json true` takes
+    # `true` as an input path): a flag shows no value at all.
+    for param in params:
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+
+
+def _plain_command_flags(command: Any, ctx: Any) -> None:
+    _plain_flags(command.get_params(ctx))
+    for sub in getattr(command, "commands", {}).values():
+        _plain_command_flags(sub, ctx)
 
 
 def _is_usage_exception(e: Exception) -> bool:
@@ -93,6 +142,10 @@ def _root(
     """faceedit: find every face, align it the way the model was trained, edit, paste back."""
     state.debug = debug
     console.setup_logging(verbose, quiet)
+    if os.environ.get("FACEEDIT_MAX_PIXELS"):
+        from faceedit.imagefile import max_pixels_limit
+
+        max_pixels_limit()  # a bad value is one usage error now, not a failure of every input
 
 
 def _register_commands() -> None:
@@ -108,15 +161,9 @@ _register_commands()
 
 def main() -> None:
     """Console-script entry point (``faceedit``)."""
-    argv = sys.argv[1:]
-    # `faceedit edit x.jpg --debug` is what people type; --debug is a root option, so move it up front.
-    if "--debug" in argv[1:]:
-        argv = ["--debug", *[a for a in argv if a != "--debug"]]
     try:
-        app(args=argv, prog_name="faceedit")
+        app(args=sys.argv[1:], prog_name="faceedit")
     except BrokenPipeError:
         # `faceedit models list | head`: the reader went away; that is not an error of ours.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)

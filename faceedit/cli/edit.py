@@ -186,7 +186,7 @@ def edit(
         "paste": paste,
         "batch_size": batch_size,
         "grid": grid,
-        "sweep": attributes.parse_sweep(sweep) if sweep else (),
+        "sweep": _sweep(sweep, grid),
         "save_crops": save_crops,
         "quality": quality,
     }
@@ -298,6 +298,24 @@ def _face_options(detector: str | None, face: str, min_face_size: float, margin:
     return api.FaceOptions(detector=detector, select=face, min_face_size=min_face_size, margin=margin)
 
 
+MAX_SWEEP = 25  # columns of a comparison strip; more would be unreadable (and unbounded work)
+
+
+def _sweep(sweep: str | None, grid: bool) -> tuple[float, ...]:
+    from faceedit import attributes
+    from faceedit.errors import UsageError
+
+    if sweep is None:
+        return ()
+    if not grid:
+        raise UsageError("--sweep only shapes the --grid strip", "add --grid, or drop --sweep")
+    steps = sweep.rsplit(":", 1)[-1].strip() if ":" in sweep else ""
+    count = int(steps) if steps.isdigit() else len(sweep.split(","))  # before np.linspace allocates it
+    if count > MAX_SWEEP:
+        raise UsageError(f"--sweep {sweep} asks for {count} columns", f"give at most {MAX_SWEEP} values")
+    return attributes.parse_sweep(sweep)
+
+
 def _paste_options(color_match: str, blend: str) -> Any:
     from faceedit import api
     from faceedit.errors import UsageError
@@ -369,8 +387,7 @@ def _finish(command: str, report: Report, spec_name: str, engine: Any, json_out:
             if item.status == "ok":
                 for path in item.outputs:
                     console.emit(str(path))
-            elif item.status in {"failed", "no_face"}:
-                console.error(item.error or f"{item.input}: failed")
+        report.print_problems()  # after the outputs, as the README says
     console.info(f"{command}: {report.summary()}")
     if report.exit_code:
         raise typer.Exit(report.exit_code)

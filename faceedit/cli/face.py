@@ -149,12 +149,9 @@ def _print_table(report: Report) -> None:
 
 
 def _finish(report: Report) -> None:
-    """Report failures (one line each), the summary on stderr, and exit with the batch's code."""
-    for item in report.items:
-        if item.status == "failed":
-            console.error(item.error or "failed")
-        elif item.status == "no_face":
-            console.warn(item.error or f"no face found in {item.input}")
+    """List failures and photos without a face after the run, the summary on stderr, and exit with the
+    batch's code (0 also when some photos had no face, 3 when none had one, 5 when some failed)."""
+    report.print_problems()
     console.info(report.summary())
     raise typer.Exit(report.exit_code)
 
@@ -208,6 +205,7 @@ def align_command(
     tpl = align.get_template(template)
     detect.parse_selection(face)
     plan = OutputPlan(out_dir=out, format="png", overwrite=overwrite, skip_existing=skip_existing)
+    plan = plan.for_inputs(paths)  # a/p.png and b/p.png go to out/a/ and out/b/: nothing is lost
     ensure_dir(out)
     backend = detect.get_backend(detect.resolve_detector(detector), device)
     options = {"size": size or tpl.size, "margin": margin, "pad_blur": pad_blur}

@@ -1,0 +1,408 @@
+"""The photo pipeline around the generator: per-photo CPU stages ahead of it and behind it, in threads
+or worker processes, with bounded queues (memory flat for any folder size), results in input order and
+failures kept per file. Generic over what the stages do; the recipes live in :mod:`faceedit.api`.
+
+Stage contract: ``prepare(path, target, *, timings)`` runs ahead of the generator; a finish job
+``job(*, timings) -> Item`` runs behind it. In process mode both must pickle: a ``functools.partial``
+of a module-level function over picklable arguments (arrays, dataclasses, paths).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Protocol
+
+from faceedit.batch import Item, OutputPlan, Report
+from faceedit.errors import FaceeditError
+
+Job = tuple[Path, Path]  # (input, output)
+
+
+class StageTimes:
+    """Seconds per stage (decode, detect, align, classify, generate, paste, encode), wall and CPU, summed
+    over the threads and processes that ran it: stages overlap, so sums can exceed the wall time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start, time.thread_time() - cpu)
+
+    def add(self, name: str, seconds: float, cpu: float, calls: int = 1) -> None:
+        with self._lock:
+            self.seconds[name] += seconds
+            self.cpu[name] += cpu
+            self.calls[name] += calls
+
+    def snapshot(self) -> dict[str, tuple[float, float, int]]:
+        """Plain numbers (picklable): what a worker process sends back with its result."""
+        return {name: (self.seconds[name], self.cpu[name], self.calls[name]) for name in self.calls}
+
+    def merge(self, snapshot: dict[str, tuple[float, float, int]]) -> None:
+        for name, (seconds, cpu, calls) in snapshot.items():
+            self.add(name, seconds, cpu, calls)
+
+
+def stage(timings: StageTimes | None, name: str) -> contextlib.AbstractContextManager[None]:
+    return timings.stage(name) if timings is not None else contextlib.nullcontext()
+
+
+class WorkerDied(FaceeditError):
+    """A worker process ended without answering (crashed, killed, out of memory)."""
+
+
+def default_workers() -> int:
+    """Workers that decode and detect ahead of the generator (``FACEEDIT_WORKERS`` overrides)."""
+    env = os.environ.get("FACEEDIT_WORKERS")
+    return max(1, int(env)) if env and env.isdigit() else min(8, os.cpu_count() or 1)
+
+
+def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[Job]:
+    """(input, output) pairs still to do; existing outputs are skipped or refused up front."""
+    jobs = []
+    for path in paths:
+        target = plan.path_for(path)
+        try:
+            if not plan.check(target, source=path):
+                report.add(Item(input=path, status="skipped", outputs=[target], details={"reason": "exists"}))
+                continue
+        except FaceeditError as e:
+            report.fail(path, e)
+            continue
+        jobs.append((path, target))
+    return jobs
+
+
+def in_input_order(report: Report, paths: Sequence[Path]) -> Report:
+    """Items sorted as the inputs were given (workers finish in any order)."""
+    index: dict[Path, int] = {}
+    for i, path in enumerate(paths):
+        index.setdefault(path, i)
+    report.items.sort(key=lambda item: index.get(item.input, len(index)))
+    return report
+
+
+class Sink:
+    """Where items go: the report and the progress callback, always from the calling thread."""
+
+    def __init__(self, report: Report, on_done: Callable[[Item], None] | None) -> None:
+        self.report, self.on_done = report, on_done
+
+    def add(self, item: Item) -> None:
+        self.report.add(item)
+        if self.on_done:
+            self.on_done(item)
+
+    def fail(self, path: Path, error: Exception) -> None:
+        item = self.report.fail(path, error)
+        if self.on_done:
+            self.on_done(item)
+
+
+def attempt(
+    prepare: Callable[..., Any], path: Path, target: Path, *, timings: StageTimes | None = None
+) -> Any:
+    """``prepare``'s result, or the expected error it raised (a per-file failure, not a crash)."""
+    try:
+        return prepare(path, target, timings=timings)
+    except FaceeditError as e:
+        return e
+    except (OSError, ValueError) as e:  # anything a broken file can raise that we did not foresee
+        return e
+
+
+# ------------------------------------------------------------------------------------------ lanes
+
+
+class Handle(Protocol):
+    def done(self) -> bool: ...
+    def result(self) -> Any: ...
+
+
+class Lane(Protocol):
+    """Runs ``fn(*args, timings=...)`` somewhere else and hands back a :class:`Handle`."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle: ...
+
+
+class Threads:
+    """A lane of threads (OpenCV and PIL release the GIL); stage times go straight into ``timings``."""
+
+    def __init__(self, threads: int, name: str, timings: StageTimes | None) -> None:
+        self.pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"faceedit-{name}")
+        self.timings = timings
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
+        return self.pool.submit(fn, *args, timings=self.timings)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_start() -> None:
+    """In each worker process: Ctrl-C is the parent's to handle; one OpenCV thread per process."""
+    import signal
+
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+
+
+def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, dict[str, tuple[float, float, int]]]:
+    """Runs in a worker process: the result (errors made picklable) and the stage times it took."""
+    local = StageTimes()
+    result = fn(*args, timings=local)
+    if isinstance(result, FaceeditError):  # its hint is not in args: rebuild from the full text
+        result = _portable(result)
+    return result, local.snapshot()
+
+
+def _portable(error: FaceeditError) -> FaceeditError:
+    try:
+        return type(error)(str(error))
+    except TypeError:
+        return FaceeditError(str(error))
+
+
+class _Task:
+    """One call on the process lane; ``outcome`` is set when it ran again after a worker died."""
+
+    def __init__(self, owner: Processes, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.owner, self.fn, self.args = owner, fn, args
+        self.future: cf.Future[Any] = owner.pool.submit(_timed, fn, args)
+        self.outcome: tuple[str, Any] | None = None
+
+    def done(self) -> bool:
+        return self.outcome is not None or self.future.done()
+
+    def result(self) -> Any:
+        return self.owner.result(self)
+
+
+class Processes:
+    """A lane of ``spawn``-ed worker processes (torch-safe; they import only what the stages need).
+
+    When a worker dies the pool breaks and every unfinished call fails with it; the calls caught in it
+    run again one at a time in a fresh pool, so only the call that kills a worker fails (WorkerDied).
+    """
+
+    def __init__(self, workers: int, timings: StageTimes | None) -> None:
+        self.workers, self.timings = workers, timings
+        self.pool = self._start()
+        self.live: dict[_Task, None] = {}  # submitted and not yet collected, in submission order
+
+    def _start(self) -> cf.ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        return cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
+        task = _Task(self, fn, args)
+        self.live[task] = None
+        return task
+
+    def result(self, task: _Task) -> Any:
+        while task.outcome is None:
+            try:
+                task.outcome = ("ok", task.future.result())
+            except cf.process.BrokenProcessPool:
+                self._recover()
+            except BaseException:
+                self.live.pop(task, None)
+                raise
+        self.live.pop(task, None)
+        kind, value = task.outcome
+        if kind == "error":
+            raise value
+        if kind == "died":
+            raise WorkerDied(
+                "a worker process died while working on this file",
+                "it may crash the decoder or detector: try it alone with --workers 1",
+            )
+        result, times = value
+        if self.timings is not None:
+            self.timings.merge(times)
+        return result
+
+    def _recover(self) -> None:
+        """Rerun, one by one, the calls the broken pool took down with it."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = self._start()
+        for task in [t for t in self.live if t.outcome is None and not _answered(t.future)]:
+            task.outcome = self._alone(task)
+
+    def _alone(self, task: _Task) -> tuple[str, Any]:
+        try:
+            return "ok", self.pool.submit(_timed, task.fn, task.args).result()
+        except cf.process.BrokenProcessPool:
+            self.pool.shutdown(wait=True)
+            self.pool = self._start()
+            return "died", None
+        except Exception as e:
+            return "error", e
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _answered(future: cf.Future[Any]) -> bool:
+    return future.done() and not isinstance(future.exception(), cf.process.BrokenProcessPool)
+
+
+def _collect(handle: Handle, path: Path | None) -> Any:
+    """A handle's result; a dead worker becomes this file's failure, not the batch's."""
+    try:
+        return handle.result()
+    except WorkerDied as e:
+        return WorkerDied(f"{path}: {e.message}", e.hint)
+
+
+# --------------------------------------------------------------------------------------- pipeline
+
+
+def ahead(
+    jobs: Sequence[Job],
+    prepare: Callable[..., Any],
+    lane: Lane | None,
+    depth: int,
+    timings: StageTimes | None,
+) -> Iterator[tuple[Path, Any]]:
+    """(input, prepared or error) in input order, at most ``depth`` photos prepared ahead."""
+    if lane is None:
+        for path, target in jobs:
+            yield path, attempt(prepare, path, target, timings=timings)
+        return
+    queue = iter(jobs)
+    pending = deque(
+        (path, lane.submit(attempt, prepare, path, target)) for path, target in islice(queue, depth)
+    )
+    while pending:
+        path, handle = pending.popleft()
+        for nxt, target in islice(queue, 1):
+            pending.append((nxt, lane.submit(attempt, prepare, nxt, target)))
+        yield path, _collect(handle, path)
+
+
+class Writer:
+    """Runs finish jobs (paste back, encode, write) on a lane while the generator works.
+
+    At most ``limit`` photos wait or run at once (bounded memory for any folder size); their items reach
+    the sink in submission order, from the thread that submits. A job's unexpected exception is raised
+    there too; files are written atomically, so nothing is ever half-written.
+    """
+
+    def __init__(self, sink: Sink, lane: Lane | None, limit: int, timings: StageTimes | None = None) -> None:
+        self.sink, self.lane, self.limit, self.timings = sink, lane, max(1, limit), timings
+        self.pending: deque[tuple[Path | None, Handle]] = deque()
+
+    def submit(self, job: Callable[..., Item], path: Path | None = None) -> None:
+        """Queue ``job(timings=...)``; ``path`` names the input if its worker dies."""
+        if self.lane is None:
+            self.sink.add(job(timings=self.timings))
+            return
+        self.pending.append((path, self.lane.submit(job)))
+        while len(self.pending) > self.limit or (self.pending and self.pending[0][1].done()):
+            self._take()
+
+    def _take(self) -> None:
+        path, handle = self.pending.popleft()
+        item = _collect(handle, path)
+        if isinstance(item, WorkerDied):
+            item = Item(input=path or Path("?"), status="failed", error=str(item))
+        self.sink.add(item)
+
+    def drain(self) -> None:
+        while self.pending:
+            self._take()
+
+
+def groups(stream: Iterator[tuple[Path, Any]], sink: Sink, batch_faces: int) -> Iterator[list[Any]]:
+    """Prepared photos grouped so that one generator call sees about ``batch_faces`` faces from several
+    photos (a photo counts its ``aligned`` faces, or 1); errors go to the sink as per-file failures."""
+    group: list[Any] = []
+    count = 0
+    for path, prepared in stream:
+        if isinstance(prepared, Exception):
+            sink.fail(path, prepared)
+            continue
+        group.append(prepared)
+        count += len(prepared.aligned) or 1
+        if count >= batch_faces:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Workers around the generator: ``workers`` prepare ahead and ``writers`` finish behind (threads),
+    or, with ``processes``, ``workers`` processes do both; 1 worker and 0 writers = all inline."""
+
+    workers: int
+    writers: int
+    processes: bool = False
+
+    @classmethod
+    def make(cls, workers: int | None = None, *, processes: bool | None = None, jobs: int = 0) -> Pipeline:
+        """``processes=None`` picks them for folders: starting a process costs about as much as
+        preparing a few photos, so a handful of photos stays with threads."""
+        n = workers or default_workers()
+        if processes is None:
+            processes = n > 1 and jobs >= 4 * n
+        return cls(n, max(1, n // 2) if n > 1 else 0, bool(processes) and n > 1)
+
+    @contextlib.contextmanager
+    def run(self, sink: Sink, timings: StageTimes | None = None) -> Iterator[Run]:
+        """Lanes started, then closed: on an error or Ctrl-C, running jobs finish, queued ones are dropped."""
+        lanes: list[Threads | Processes] = []
+        if self.processes:
+            lanes.append(Processes(self.workers, timings))
+            prep = write = lanes[0]
+        else:
+            prep = Threads(self.workers, "prep", timings) if self.workers > 1 else None
+            write = Threads(self.writers, "write", timings) if self.writers > 0 else None
+            lanes += [lane for lane in (prep, write) if lane is not None]
+        try:
+            run = Run(
+                self, prep, Writer(sink, write, self.workers if self.processes else 2 * self.writers, timings)
+            )
+            yield run
+            run.writer.drain()
+        finally:
+            for lane in lanes:
+                lane.close()
+
+
+@dataclass
+class Run:
+    """One pass over a batch: prepared photos in groups for the generator, a writer behind it."""
+
+    pipe: Pipeline
+    prep: Lane | None
+    writer: Writer
+
+    def groups(
+        self, jobs: Sequence[Job], prepare: Callable[..., Any], batch_faces: int
+    ) -> Iterator[list[Any]]:
+        depth = 2 * self.pipe.workers
+        stream = ahead(jobs, prepare, self.prep, depth, self.writer.timings)
+        return groups(stream, self.writer.sink, batch_faces)

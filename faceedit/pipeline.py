@@ -359,7 +359,7 @@ def groups(stream: Iterator[tuple[Path, Any]], sink: Sink, batch_faces: int) -> 
 @dataclass(frozen=True)
 class Pipeline:
     """Workers around the generator: ``workers`` prepare ahead and ``writers`` finish behind (threads),
-    or, with ``processes``, ``workers`` processes do both; 1 worker and 0 writers = all inline."""
+    or, with ``processes``, ``workers`` processes do both; 1 thread worker and 0 writers = all inline."""
 
     workers: int
     writers: int
@@ -372,7 +372,7 @@ class Pipeline:
         n = workers or default_workers()
         if processes is None:
             processes = n > 1 and jobs >= 4 * n
-        return cls(n, max(1, n // 2) if n > 1 else 0, bool(processes) and n > 1)
+        return cls(n, max(1, n // 2) if n > 1 else 0, processes)
 
     @contextlib.contextmanager
     def run(self, sink: Sink, timings: StageTimes | None = None) -> Iterator[Run]:

@@ -198,6 +198,7 @@ def test_queues_stay_bounded_for_any_folder_size() -> None:
 def test_folders_use_processes_and_fan_keeps_threads() -> None:
     assert pipeline.Pipeline.make(2, jobs=100).processes
     assert not pipeline.Pipeline.make(2, jobs=3).processes  # a few photos: not worth a process start
-    assert not pipeline.Pipeline.make(1, jobs=100, processes=True).processes  # one worker: inline
+    assert not pipeline.Pipeline.make(1, jobs=100).processes  # one worker: inline
+    assert pipeline.Pipeline.make(1, processes=True).processes  # unless asked (benchmarks)
     assert api._processes(None, api.FaceOptions(detector="fan")) is False
     assert api._processes(None, api.FaceOptions(detector="mtcnn")) is None

@@ -8,6 +8,7 @@ and behind the generator in worker threads or processes; the model is loaded onc
 from __future__ import annotations
 
 import functools
+import pickle
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -212,10 +213,19 @@ def edit_many(
 
 
 def _processes(asked: bool | None, options: FaceOptions) -> bool | None:
-    """FAN detects with torch: one copy per process would cost more than threads sharing it."""
+    """Threads unless asked otherwise when processes would not pay or cannot work: FAN detects with
+    torch (a copy per process costs more than threads sharing one); a detector object that does not
+    pickle cannot reach a worker process."""
+    if asked is not None:
+        return asked
     detector = options.detector
-    fan = isinstance(detector, str) and detector.lower().startswith("fan")
-    return False if fan and not asked else asked
+    if isinstance(detector, str):
+        return False if detector.lower().startswith("fan") else None
+    try:
+        pickle.dumps(detector)
+    except Exception:  # any object: pickling may fail in many ways
+        return False
+    return None
 
 
 def _prepare_job(

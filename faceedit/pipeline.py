@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import shutil
 import threading
 import time
 from collections import defaultdict, deque
@@ -22,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
+from faceedit import spill
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.errors import FaceeditError
 
@@ -157,14 +159,16 @@ class Threads:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _worker_start() -> None:
-    """In each worker process: Ctrl-C is the parent's to handle; one OpenCV thread per process."""
+def _worker_start(spill_folder: str) -> None:
+    """In each worker process: Ctrl-C is the parent's to handle; one OpenCV thread per process; photos
+    go back and forth through ``spill_folder``."""
     import signal
 
     import cv2
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+    spill.install(spill_folder)
 
 
 def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, dict[str, tuple[float, float, int]]]:
@@ -211,12 +215,16 @@ class Processes:
 
     def __init__(self, workers: int, timings: StageTimes | None) -> None:
         self.workers, self.timings = workers, timings
+        self.folder = spill.make_folder()
+        spill.install(self.folder, owner=True)
         self.pool = self._start()
         self.live: dict[_Task, None] = {}  # submitted and not yet collected, in submission order
 
     def _start(self) -> cf.ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        return cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+        return cf.ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_worker_start, initargs=(self.folder,)
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
         task = _Task(self, fn, args)
@@ -265,6 +273,8 @@ class Processes:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        spill.install(None)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _answered(future: cf.Future[Any]) -> bool:

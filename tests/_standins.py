@@ -35,3 +35,12 @@ def die_if(value: int, *, timings: Any = None) -> int:
     if value < 0:
         os._exit(9)
     return value * 10
+
+
+def brighter(image: Any, *, timings: Any = None) -> Any:
+    """A new array from a worker (large ones come back through a spill file)."""
+    return image + 1
+
+
+def spill_files(folder: str, *, timings: Any = None) -> int:
+    return len(os.listdir(folder))

@@ -5,17 +5,20 @@ workers that stay free of torch."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 
 from faceedit import api, attributes, images, pipeline, runtime
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.face import detect
-from tests._standins import FixedFaces, die_if, modules_loaded
+from tests._standins import FixedFaces, brighter, die_if, modules_loaded, spill_files
 from tests._tiny import tiny_model
 
 
@@ -202,3 +205,29 @@ def test_folders_use_processes_and_fan_keeps_threads() -> None:
     assert pipeline.Pipeline.make(1, processes=True).processes  # unless asked (benchmarks)
     assert api._processes(None, api.FaceOptions(detector="fan")) is False
     assert api._processes(None, api.FaceOptions(detector="mtcnn")) is None
+    assert api._processes(None, api.FaceOptions(detector=FixedFaces([]))) is None
+    assert api._processes(None, api.FaceOptions(detector=threading.Lock())) is False  # cannot pickle
+    assert api._processes(True, api.FaceOptions(detector="fan")) is True
+
+
+def test_photos_cross_processes_through_spill_files_that_go_with_them() -> None:
+    import gc
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 250, (600, 800, 3), dtype=np.uint8)  # 1.4 MB: spilled
+    crop = rng.integers(0, 250, (64, 64, 3), dtype=np.uint8)  # 12 kB: pickled
+    lane = pipeline.Processes(1, None)
+    try:
+        back = lane.submit(brighter, photo).result()
+        assert isinstance(back, np.memmap) and np.array_equal(back, photo + 1)
+        assert os.listdir(lane.folder) == [os.path.basename(back.filename)]
+        again = lane.submit(brighter, back).result()  # handed on by name, mapped copy-on-write
+        assert np.array_equal(again, photo + 2) and np.array_equal(back, photo + 1)
+        small = lane.submit(brighter, crop).result()
+        assert not isinstance(small, np.memmap) and np.array_equal(small, crop + 1)
+        del back, again
+        gc.collect()
+        assert lane.submit(spill_files, lane.folder).result() == 0  # dropped here = deleted
+    finally:
+        lane.close()
+    assert not os.path.exists(lane.folder)

@@ -11,7 +11,7 @@ api.edit_many after the model is loaded (= `faceedit edit` minus start-up and mo
 run reports photos/s, the seconds each stage took summed over threads (stages overlap), and the
 generator-only throughput at the same batch size.
 
-``--scale N`` (on in ``--quick``): PNG and JPEG folders of N photos through 1 and 2 worker processes
+``--scale N`` (on in ``--quick``): N PNGs and 2N JPEGs through 1 and 2 worker processes
 with the generator replaced by the identity (CPU stages only), then through the real pipeline, against
 generator-only faces/s; CPU seconds per photo are printed too (wall figures are noisy on a shared
 machine). It ends with the two lines scripts read: ``process scaling: 2 vs 1 workers = 1.83x`` and
@@ -306,55 +306,69 @@ def timed_folder(
 def scaling_run(engine: Any, args: argparse.Namespace, root: Path) -> tuple[float, float]:
     """Per format: 1 vs 2 worker processes around the identity generator, then the real pipeline."""
     width, height = SIZES[args.folder_size]
-    faces = known_faces(width, height, 1)
-    stand_in = IdentityEngine(engine.config)
     args = argparse.Namespace(**{**vars(args), "detector": "fixed"})  # the stand-in, whatever is installed
     gen, _ = generator_only(engine, args.batch, args.scale, 1)
-    sums = {"one": 0.0, "two": 0.0, "real": 0.0}
-    print(
-        f"\nprocess scaling: {args.scale} photos of {args.folder_size} MP per format, 1 face, fixed detector"
-    )
-    for fmt in ("png", "jpg"):
+    totals = {"one": 0.0, "two": 0.0, "real": 0.0}  # seconds per folder, summed over the formats
+    print(f"\nprocess scaling: {args.folder_size}-MP photos, 1 face, fixed detector, identity generator")
+    for fmt, count in (("png", args.scale), ("jpg", 2 * args.scale)):  # JPEGs are cheaper: more of them
         folder = root / f"scale_{fmt}"
         folder.mkdir(exist_ok=True)
         paths = [
-            write_photo(folder / f"{i:04d}.{fmt}", synthesise(width, height, 1, seed=i))
-            for i in range(args.scale)
+            write_photo(folder / f"{i:04d}.{fmt}", synthesise(width, height, 1, seed=i)) for i in range(count)
         ]
-        runs = {}
-        plan = [
-            ("one", stand_in, {"workers": 1, "processes": True}),
-            ("two", stand_in, {"workers": 2, "processes": True}),
-            ("threads", stand_in, {"workers": 2, "processes": False}),
-            ("real", engine, {"processes": True}),
-        ]
-        for key, engine_, kw in plan[:2] + plan[3:] if args.quick else plan:
-            best = max(
-                (
-                    timed_folder(paths, engine_, args, root / f"out_{fmt}", faces, **kw)
-                    for _ in range(args.reps)
-                ),
-                key=lambda r: r["rate"],
-            )
-            runs[key] = best
-            print(
-                f"  {fmt} {key:>7s}: {best['rate']:6.2f} photos/s steady (wall {best['wall']:.2f} s), "
-                f"CPU {best['cpu']:.3f} s/photo (main process {best['main']:.3f})"
-            )
+        runs = format_runs(paths, engine, args, root / f"out_{fmt}", known_faces(width, height, 1))
         print(stage_line(runs["two"]["timings"], runs["two"]["wall"]))
-        real = runs["real"]["rate"]
+        stages = sum(runs["one"]["timings"].cpu.values()) / count
+        main = runs["two"]["main"]
+        measured, real = runs["two"]["rate"] / runs["one"]["rate"], runs["real"]["rate"]
         print(
-            f"  {fmt}: 2 vs 1 processes {runs['two']['rate'] / runs['one']['rate']:.2f}x; real pipeline "
+            f"  {fmt}, {count} photos: 2 vs 1 processes {measured:.2f}x measured, "
+            f"{2 * stages / (stages + main):.2f}x expected on 2 idle cores from CPU time (worker stages "
+            f"{1000 * stages:.0f} ms + main process {1000 * main:.0f} ms per photo); real pipeline "
             f"{real:.2f} photos/s vs generator-only {gen:.1f} faces/s = {100 * real / gen:.1f} %"
         )
-        for key in sums:
-            sums[key] += args.scale / runs[key]["rate"]  # seconds for this format's folder
-    return sums["one"] / sums["two"], 100 * (2 * args.scale / sums["real"]) / gen
+        for key in totals:
+            totals[key] += count / runs[key]["rate"]
+    return totals["one"] / totals["two"], 100 * (3 * args.scale / totals["real"]) / gen
+
+
+def format_runs(paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any) -> dict:
+    """Best of ``--reps`` per setting, the settings interleaved (load on a shared machine drifts)."""
+    import torch
+
+    stand_in = IdentityEngine(engine.config)
+    plan = {
+        "one": (stand_in, {"workers": 1, "processes": True}),
+        "two": (stand_in, {"workers": 2, "processes": True}),
+        "threads": (stand_in, {"workers": 2, "processes": False}),
+        "real": (engine, {"processes": True}),
+    }
+    if args.quick:
+        del plan["threads"]
+    runs: dict[str, dict] = {}
+    for _ in range(args.reps):
+        for key, (engine_, kw) in plan.items():
+            # CPU stages only: no idle torch threads spinning in the main process beside the workers
+            torch.set_num_threads(1 if engine_ is stand_in else args.threads)
+            run = timed_folder(paths, engine_, args, out, faces, **kw)
+            if key not in runs or run["rate"] > runs[key]["rate"]:
+                runs[key] = run
+    torch.set_num_threads(args.threads)
+    for key, run in runs.items():
+        print(
+            f"  {paths[0].suffix[1:]} {key:>7s}: {run['rate']:6.2f} photos/s steady "
+            f"(wall {run['wall']:.2f} s), "
+            f"CPU {run['cpu']:.3f} s/photo (main process {run['main']:.3f})"
+        )
+    return runs
 
 
 def rss_child(n: int, root: Path) -> dict:
-    """In a fresh process: edit ``n`` tiny photos with 2 worker processes; peak RSS (MiB) here and in
-    the largest worker."""
+    """In a fresh process: edit ``n`` tiny photos with 2 worker processes; peak RSS (MiB) of this
+    process, what it grew by during the run, and the largest worker's (sampled every 20 ms)."""
+    import multiprocessing
+    import threading
+
     from faceedit import models
 
     args = parse_args(["--detector", "fixed", "--batch", "8"])
@@ -364,6 +378,16 @@ def rss_child(n: int, root: Path) -> dict:
     folder.mkdir()
     for i in range(n):
         write_photo(folder / f"{i:05d}.jpg", synthesise(width, height, 1, seed=i % 50))
+    worker, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            for child in multiprocessing.active_children():
+                worker[0] = max(worker[0], _rss_mib(child.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = _rss_mib(os.getpid())
+    sampler.start()
     _, _, report = run_edit(
         sorted(folder.iterdir()),
         IdentityEngine(config),
@@ -373,9 +397,25 @@ def rss_child(n: int, root: Path) -> dict:
         workers=2,
         processes=True,
     )
+    done.set()
+    sampler.join()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"photos": n, "ok": report.count("ok"), "main_mib": peak, "worker_mib": worker}
+    return {
+        "photos": n,
+        "ok": report.count("ok"),
+        "main_mib": peak,
+        "grew_mib": peak - before,
+        "worker_mib": worker[0],
+    }
+
+
+def _rss_mib(pid: int | None) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return kib / 1024
 
 
 def rss_run(counts: list[int]) -> None:
@@ -388,11 +428,15 @@ def rss_run(counts: list[int]) -> None:
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(
-            f"  {n:5d} photos ({r['ok']} ok): main {r['main_mib']:.1f} MiB, "
-            f"largest worker {r['worker_mib']:.1f} MiB"
+            f"  {n:5d} photos ({r['ok']} ok): main peak {r['main_mib']:.1f} MiB (+{r['grew_mib']:.1f} during "
+            f"the run), largest worker {r['worker_mib']:.1f} MiB"
         )
-    growth = 100 * (results[-1]["main_mib"] / results[0]["main_mib"] - 1)
-    print(f"  main process peak {counts[-1]} vs {counts[0]} photos: {growth:+.1f} %")
+    first, last = results[0], results[-1]
+    main, worker = (100 * (last[k] / max(first[k], 1e-9) - 1) for k in ("main_mib", "worker_mib"))
+    print(
+        f"  peak RSS {counts[-1]} vs {counts[0]} photos: main process {main:+.1f} %, "
+        f"largest worker {worker:+.1f} %"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -415,16 +459,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--scale", type=int, default=0, help="photos per format in the process-scaling run")
+    parser.add_argument(
+        "--scale", type=int, default=0, help="PNGs (and twice as many JPEGs) in the process-scaling run"
+    )
     parser.add_argument("--rss", default="", help="folder sizes for the peak-RSS check, e.g. 100,1000")
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--quick", action="store_true", help="tiny model, one 1-MP photo, --scale 16 (no folder run)"
+        "--quick", action="store_true", help="tiny model, one 1-MP photo, --scale 20 (no folder run)"
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.model, args.sizes, args.faces, args.folder, args.reps = "tiny", "1", "1", 0, 1
-        args.scale = args.scale or 16
+        args.scale = args.scale or 20
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     args.faces = [int(f) for f in args.faces.split(",") if f.strip()]
     if args.detector == "auto":

@@ -160,15 +160,34 @@ class Threads:
 
 
 def _worker_start(spill_folder: str) -> None:
-    """In each worker process: Ctrl-C is the parent's to handle; one OpenCV thread per process; photos
-    go back and forth through ``spill_folder``."""
+    """In each worker process: Ctrl-C is the parent's to handle (it was blocked from birth, see
+    :func:`_sigint_blocked`); one OpenCV thread per process; photos travel through ``spill_folder``."""
     import signal
 
     import cv2
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # also drops a Ctrl-C that came during start-up
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     cv2.setNumThreads(1)
     spill.install(spill_folder)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Workers start while the executor submits; with SIGINT blocked in this thread they inherit it
+    blocked, so a Ctrl-C while they import (before :func:`_worker_start`) cannot print tracebacks.
+    The parent still gets it: another thread takes it, and Python runs the handler here."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, dict[str, tuple[float, float, int]]]:
@@ -193,10 +212,10 @@ class _Task:
     def __init__(self, owner: Processes, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.owner, self.fn, self.args = owner, fn, args
         try:
-            self.future: cf.Future[Any] = owner.pool.submit(_timed, fn, args)
+            self.future: cf.Future[Any] = owner.call(fn, args)
         except cf.process.BrokenProcessPool:  # a worker died since the last call: mend first
             owner._recover()
-            self.future = owner.pool.submit(_timed, fn, args)
+            self.future = owner.call(fn, args)
         self.outcome: tuple[str, Any] | None = None
 
     def done(self) -> bool:
@@ -225,6 +244,10 @@ class Processes:
         return cf.ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=_worker_start, initargs=(self.folder,)
         )
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> cf.Future[Any]:
+        with _sigint_blocked():  # the executor may start a worker now
+            return self.pool.submit(_timed, fn, args)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
         task = _Task(self, fn, args)
@@ -263,7 +286,7 @@ class Processes:
 
     def _alone(self, task: _Task) -> tuple[str, Any]:
         try:
-            return "ok", self.pool.submit(_timed, task.fn, task.args).result()
+            return "ok", self.call(task.fn, task.args).result()
         except cf.process.BrokenProcessPool:
             self.pool.shutdown(wait=True)
             self.pool = self._start()

@@ -11,7 +11,6 @@ import time
 import weakref
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -20,21 +19,10 @@ from faceedit.batch import OutputPlan
 from faceedit.cli import app
 from faceedit.errors import OutputError
 from faceedit.face import detect
+from tests._standins import FixedFaces
 from tests._tiny import tiny_model
 
 runner = CliRunner()
-
-
-class FixedFaces:
-    """A detector that returns the same faces for every photo (thread-safe; no network, no weights)."""
-
-    name = "fixed"
-
-    def __init__(self, faces: list[detect.Face]) -> None:
-        self.faces = faces
-
-    def detect(self, rgb: np.ndarray, min_size: float) -> list[detect.Face]:
-        return list(self.faces)
 
 
 @pytest.fixture(scope="module")

@@ -474,11 +474,12 @@ def _anime_group(
     with _stage(timings, "generate"):
         result = engine.generate(x, None, request.batch_size)
         out = _blend_intensity(x, result.images, request.intensity)
+    heatmaps = None if result.heatmaps is None else result.heatmaps.numpy()  # workers have no torch
     start = 0
     for prepared in group:
         n = 1 if request.whole else len(prepared.aligned)
         chunk = out[start : start + n]
-        heat = None if result.heatmaps is None else result.heatmaps[start : start + n]
+        heat = None if heatmaps is None else heatmaps[start : start + n]
         start += n
         writer.submit(
             functools.partial(_finish_anime, prepared, chunk, heat, request, plan), path=prepared.path

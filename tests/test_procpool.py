@@ -231,3 +231,20 @@ def test_photos_cross_processes_through_spill_files_that_go_with_them() -> None:
     finally:
         lane.close()
     assert not os.path.exists(lane.folder)
+
+
+def test_anime_in_processes_writes_what_threads_write(
+    folder: Path, astronaut_faces: list[detect.Face], tmp_path: Path
+) -> None:
+    engine = runtime.Engine(tiny_model("ugatit"), "cpu", "fp32")
+    paths = [p for p in sorted(folder.iterdir()) if p.name != "p3.png"][:4]
+    request = api.AnimeRequest(faces=api.FaceOptions(detector=FixedFaces(astronaut_faces)), grid=True)
+    outputs = {}
+    for processes in (False, True):
+        out = tmp_path / str(processes)
+        report = api.anime_many(
+            paths, engine, request, OutputPlan(out_dir=out), workers=2, processes=processes
+        )
+        assert [i.status for i in report.items] == ["ok"] * 4
+        outputs[processes] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(outputs[True]) == 8 and outputs[True] == outputs[False]  # photos and heatmap grids

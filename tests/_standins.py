@@ -12,16 +12,19 @@ import numpy as np
 
 class FixedFaces:
     """A detector returning the same faces for every photo; it kills its worker process on a photo
-    ``crash_width`` pixels wide (a native crash, as a broken decoder would)."""
+    ``crash_width`` pixels wide (a native crash, as a broken decoder would), and with ``no_torch``
+    fails the photo if its process has imported torch."""
 
     name = "fixed"
 
-    def __init__(self, faces: list[Any], crash_width: int | None = None) -> None:
-        self.faces, self.crash_width = faces, crash_width
+    def __init__(self, faces: list[Any], crash_width: int | None = None, no_torch: bool = False) -> None:
+        self.faces, self.crash_width, self.no_torch = faces, crash_width, no_torch
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Any]:
         if rgb.shape[1] == self.crash_width:
             os._exit(7)
+        if self.no_torch and "torch" in sys.modules:  # a worker that finished photos before this one
+            raise ValueError("torch was imported in a worker process")
         return list(self.faces)
 
 

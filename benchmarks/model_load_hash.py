@@ -31,12 +31,12 @@ def _median(fn: Callable[[], object], rounds: int) -> tuple[float, float, float]
 
 
 def _folder(root: Path) -> Path:
-    from faceedit import models
+    from faceedit import models, specs
 
     config = models.make_config(
         "attgan",
         {},
-        attributes=list(models.attgan.ATTRIBUTES),
+        attributes=list(specs.ATTGAN_ATTRIBUTES),
         image_size=128,
         template="celeba-170",
         resize="bilinear",

@@ -15,38 +15,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from faceedit import specs
 from faceedit.errors import CheckpointError, UsageError
 
 # --- vocabulary --------------------------------------------------------------------------------------
 
-# The 40 columns of CelebA's list_attr_celeba.txt, in file order.
-CELEBA_ATTRIBUTES: tuple[str, ...] = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)  # fmt: skip
-
-# Default attribute lists of the official code bases, in their training order.
-STARGAN_ATTRIBUTES = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")  # yunjey/stargan main.py
-STGAN_PORT_ATTRIBUTES = (  # bluestyle97/STGAN-pytorch configs/train_stgan.yaml
-    "Bangs", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses", "Male", "Mouth_Slightly_Open",
-    "Mustache", "Pale_Skin", "Young",
-)  # fmt: skip
-ATTGAN_ATTRIBUTES = (  # AttGAN (PyTorch port and TF) and the official TF STGAN
-    "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses", "Male",
-    "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young",
-)  # fmt: skip
+# The vocabularies and official attribute lists live in the facts table (re-exported here).
+CELEBA_ATTRIBUTES = specs.CELEBA_ATTRIBUTES
+STARGAN_ATTRIBUTES = specs.STARGAN_ATTRIBUTES
+STGAN_PORT_ATTRIBUTES = specs.STGAN_PORT_ATTRIBUTES
+ATTGAN_ATTRIBUTES = specs.ATTGAN_ATTRIBUTES
 DEFAULT_ATTRIBUTES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("stargan", "port"): STARGAN_ATTRIBUTES,
-    ("attgan", "port"): ATTGAN_ATTRIBUTES,
-    ("attgan", "tf"): ATTGAN_ATTRIBUTES,
-    ("stgan", "port"): STGAN_PORT_ATTRIBUTES,
-    ("stgan", "tf"): ATTGAN_ATTRIBUTES,
-    ("ugatit", "port"): (),
-    ("ugatit", "tf"): (),
+    key: s.attributes for key, s in specs.SPECS.items()
 }
 
 HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
@@ -127,10 +107,7 @@ def parse_conditioning(conditioning: Mapping[str, Any] | Conditioning) -> Condit
 
 def default_conditioning(arch: str, variant: str = "port") -> dict[str, Any]:
     """The conditioning block for an official model: ``default_conditioning("stgan", "tf")``."""
-    scheme = "none" if arch == "ugatit" else arch
-    if scheme not in SCHEMES or variant not in ("port", "tf"):
-        raise ValueError(f"no official conditioning for arch={arch!r} variant={variant!r}")
-    return {"scheme": scheme, "thres_int": 0.5, "rules": variant}
+    return specs.arch_spec(arch, variant).conditioning()
 
 
 # --- attribute names -----------------------------------------------------------------------------------

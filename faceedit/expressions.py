@@ -12,14 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from faceedit import attributes
+from faceedit import attributes, specs
 from faceedit.errors import CheckpointError, UsageError
 
-# RaFD's classes as torchvision's ImageFolder orders its folders (sorted names) = the official c2 order.
-RAFD_EXPRESSIONS: tuple[str, ...] = (
-    "angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised",
-)  # fmt: skip
-DATASETS = ("celeba", "rafd", "both")
+RAFD_EXPRESSIONS = specs.RAFD_EXPRESSIONS  # the official c2 order (ImageFolder's sorted folders)
+DATASETS = specs.LABEL_LAYOUTS
 MASK_CELEBA, MASK_RAFD = (1.0, 0.0), (0.0, 1.0)  # solver.label2onehot(zeros | ones, 2)
 
 

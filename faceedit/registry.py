@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+from faceedit import specs
+
 # How a card's weights reach the user (ModelSource.kind).
 HUB_UPSTREAM = "hub-upstream"  # official-format checkpoint(s) on the hub -> upstream.import_checkpoint
 HUB_TF = "hub-tf"  # official TF checkpoint on the hub; generator fetched by HTTP Range -> tfimport
@@ -133,11 +135,6 @@ def _plain(value: Any) -> Any:
 # The table. Facts: ../shared/reference/official-models.md and tf-import.md; hub facts gathered by hand
 # (revision/sha256 stay None until someone has read them off the hub: the ledger covers the gap).
 
-_STARGAN_ATTRS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
-_ATTGAN_ATTRS = (
-    "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows", "Eyeglasses", "Male",
-    "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young",
-)  # fmt: skip
 _STARGAN_LICENCES = Licences(
     code="MIT (yunjey/stargan); Apache-2.0 (Lornatang/StarGAN-PyTorch, which converted the files)",
     weights="Apache-2.0 per the hub repo's licence tag; the weights are yunjey/stargan's released CelebA "
@@ -156,6 +153,17 @@ _ATTGAN_PORT_KWARGS = {
 }  # fmt: skip
 
 
+def _facts(arch: str, variant: str, labels: str | None = None) -> dict[str, Any]:
+    """A card's training facts, read from the one table (:mod:`faceedit.specs`)."""
+    spec = specs.arch_spec(arch, variant, labels)
+    return {
+        "attributes": spec.attributes,
+        "template": spec.template,
+        "resize": spec.resize,
+        "conditioning": spec.conditioning(),
+    }
+
+
 def _stargan(res: int, download_mb: float, notes: str) -> ModelCard:
     return ModelCard(
         name=f"stargan-celeba-{res}",
@@ -163,11 +171,8 @@ def _stargan(res: int, download_mb: float, notes: str) -> ModelCard:
         arch="stargan",
         variant="port",
         generator_kwargs={"conv_dim": 64, "c_dim": 5, "repeat_num": 6},
-        attributes=_STARGAN_ATTRS,
+        **_facts("stargan", "port"),
         image_size=res,
-        template="celeba-178",
-        resize="bilinear",
-        conditioning={"scheme": "stargan", "thres_int": 0.5, "rules": "port"},
         classifier=True,
         source=ModelSource(
             kind=HUB_UPSTREAM,
@@ -188,7 +193,6 @@ def _stargan(res: int, download_mb: float, notes: str) -> ModelCard:
     )
 
 
-RAFD_EXPRESSIONS = ("angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
 _RAFD_TERMS = (
     "RaFD (Radboud University): research use after signing its licence agreement, which forbids "
     "redistributing the images and anything that reproduces them; no RaFD-trained weights are published"
@@ -211,7 +215,7 @@ _BOTH_NOTE = (
 )
 
 
-def _stargan_rafd(dataset: str, attrs: tuple[str, ...]) -> ModelCard:
+def _stargan_rafd(dataset: str) -> ModelCard:
     both = dataset == "both"
     name = "stargan-celeba-rafd-128" if both else "stargan-rafd-128"
     return ModelCard(
@@ -219,18 +223,9 @@ def _stargan_rafd(dataset: str, attrs: tuple[str, ...]) -> ModelCard:
         task="edit",
         arch="stargan",
         variant="port",
-        generator_kwargs={"conv_dim": 64, "c_dim": len(attrs), "repeat_num": 6, "c2_dim": 8},
-        attributes=attrs,
+        generator_kwargs={"conv_dim": 64, "c_dim": 5 if both else 0, "repeat_num": 6, "c2_dim": 8},
+        **_facts("stargan", "port", dataset),
         image_size=128,
-        template="celeba-178",
-        resize="bilinear",
-        conditioning={
-            "scheme": "stargan",
-            "thres_int": 0.5,
-            "rules": "port",
-            "dataset": dataset,
-            "expressions": RAFD_EXPRESSIONS,
-        },
         classifier=True,
         source=ModelSource(
             kind=IMPORT_ONLY,
@@ -288,11 +283,8 @@ CARDS: tuple[ModelCard, ...] = (
             "cam_bias": True,
             "mlp_bias": True,
         },
-        attributes=(),
+        **_facts("ugatit", "tf"),
         image_size=256,
-        template="selfie",
-        resize="bilinear",
-        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "port"},
         direction="A2B",
         source=ModelSource(
             kind=HUB_TF,
@@ -330,11 +322,8 @@ CARDS: tuple[ModelCard, ...] = (
         arch="attgan",
         variant="port",
         generator_kwargs=_ATTGAN_PORT_KWARGS,
-        attributes=_ATTGAN_ATTRS,
+        **_facts("attgan", "port"),
         image_size=128,
-        template="celeba-170",
-        resize="bilinear",
-        conditioning={"scheme": "attgan", "thres_int": 0.5, "rules": "port"},
         source=ModelSource(
             kind=IMPORT_ONLY,
             url="https://github.com/elvisyjlin/AttGAN-PyTorch (README: Google Drive folder)",
@@ -362,11 +351,8 @@ CARDS: tuple[ModelCard, ...] = (
         arch="attgan",
         variant="port",
         generator_kwargs={**_ATTGAN_PORT_KWARGS, "inject_layers": 1},
-        attributes=_ATTGAN_ATTRS,
+        **_facts("attgan", "port"),
         image_size=128,
-        template="celeba-170",
-        resize="bilinear",
-        conditioning={"scheme": "attgan", "thres_int": 0.5, "rules": "port"},
         source=ModelSource(
             kind=IMPORT_ONLY,
             url="https://github.com/elvisyjlin/AttGAN-PyTorch (README: Google Drive folder)",
@@ -391,11 +377,8 @@ CARDS: tuple[ModelCard, ...] = (
         arch="attgan",
         variant="tf",
         generator_kwargs={**_ATTGAN_PORT_KWARGS, "inject_layers": 1, "lrelu_slope": 0.2, "bn_eps": 1e-3},
-        attributes=_ATTGAN_ATTRS,
+        **_facts("attgan", "tf"),
         image_size=128,
-        template="celeba-tf",
-        resize="bicubic",
-        conditioning={"scheme": "attgan", "thres_int": 0.5, "rules": "tf"},
         source=ModelSource(
             kind=IMPORT_ONLY,
             url="https://github.com/LynnHo/AttGAN-Tensorflow (v1 code, commit 4b00e6c; README)",
@@ -434,11 +417,8 @@ CARDS: tuple[ModelCard, ...] = (
             "max_dim": 1024,
             "stu_kernel_size": 3,
         },
-        attributes=_ATTGAN_ATTRS,
+        **_facts("stgan", "tf"),
         image_size=128,
-        template="celeba-tf",
-        resize="bicubic",
-        conditioning={"scheme": "stgan", "thres_int": 0.5, "rules": "tf"},
         source=ModelSource(
             kind=IMPORT_ONLY,
             url="https://github.com/csmliu/STGAN (README: pretrained 128 model)",
@@ -460,16 +440,6 @@ CARDS: tuple[ModelCard, ...] = (
     ),
 )
 
-# The 40 columns of list_attr_celeba.txt (faceedit.attributes.CELEBA_ATTRIBUTES; stdlib only here).
-_CELEBA_ATTRS = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)  # fmt: skip
-
 CARDS += (
     ModelCard(
         name="attcls-celeba-128",
@@ -477,7 +447,7 @@ CARDS += (
         arch="attcls",
         variant="tf",
         generator_kwargs={},
-        attributes=_CELEBA_ATTRS,
+        attributes=specs.CELEBA_ATTRIBUTES,
         image_size=128,
         template="celeba-tf",
         resize="bicubic",
@@ -516,7 +486,7 @@ CARDS += (
         "GitHub and checked against the files' git blob ids; Adam slots are dropped on import.",
     ),
 )
-CARDS += (_stargan_rafd("rafd", ()), _stargan_rafd("both", _STARGAN_ATTRS))
+CARDS += (_stargan_rafd("rafd"), _stargan_rafd("both"))
 
 # The card each task uses when no --model is given.
 DEFAULTS: Mapping[str, str] = MappingProxyType(

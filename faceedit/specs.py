@@ -35,6 +35,13 @@ ATTGAN_ATTRIBUTES = (  # AttGAN (PyTorch port and TF) and the official TF STGAN
     "Mouth_Slightly_Open", "Mustache", "No_Beard", "Pale_Skin", "Young",
 )  # fmt: skip
 
+# RaFD's classes as torchvision's ImageFolder orders its folders (sorted names) = StarGAN's official c2 order.
+RAFD_EXPRESSIONS: tuple[str, ...] = (
+    "angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised",
+)  # fmt: skip
+# StarGAN's label layouts: CelebA attributes, RaFD expressions, or both with the 2-entry mask vector.
+LABEL_LAYOUTS = ("celeba", "rafd", "both")
+
 # --- crop templates -----------------------------------------------------------------------------------
 
 # Mean 5 points of CelebA's aligned 178x218 frame (0-based pixel centres) and the 3 targets its MATLAB
@@ -124,7 +131,8 @@ class ArchSpec:
     template: str
     scheme: str  # conditioning scheme: "stargan" | "attgan" | "stgan" | "none"
     image_size: int = 128
-    labels: str = "celeba"  # label layout: "celeba" | "none"
+    labels: str = "celeba"  # label layout: "celeba" | "rafd" | "both" (StarGAN) | "none"
+    expressions: tuple[str, ...] = ()  # RaFD expressions in label order (after the attributes)
 
     @property
     def resize(self) -> str:
@@ -132,7 +140,10 @@ class ArchSpec:
 
     def conditioning(self, thres_int: float = 0.5) -> dict[str, Any]:
         """The ``conditioning`` block of config.json."""
-        return {"scheme": self.scheme, "thres_int": float(thres_int), "rules": self.variant}
+        block: dict[str, Any] = {"scheme": self.scheme, "thres_int": float(thres_int), "rules": self.variant}
+        if self.expressions:
+            block.update(dataset=self.labels, expressions=list(self.expressions))
+        return block
 
 
 SPECS: Mapping[tuple[str, str], ArchSpec] = MappingProxyType(
@@ -151,9 +162,25 @@ SPECS: Mapping[tuple[str, str], ArchSpec] = MappingProxyType(
 )
 
 
-def arch_spec(arch: str, variant: str = "port") -> ArchSpec:
-    """The facts of the official ``arch`` model; ValueError for an unknown pair."""
+# StarGAN trained on RaFD alone or on CelebA + RaFD (yunjey/stargan main.py --dataset RaFD | Both).
+STARGAN_DATASETS: Mapping[str, ArchSpec] = MappingProxyType(
+    {
+        "celeba": SPECS[("stargan", "port")],
+        "rafd": ArchSpec("stargan", "port", (), "celeba-178", "stargan", 128, "rafd", RAFD_EXPRESSIONS),
+        "both": ArchSpec(
+            "stargan", "port", STARGAN_ATTRIBUTES, "celeba-178", "stargan", 128, "both", RAFD_EXPRESSIONS
+        ),
+    }
+)
+
+
+def arch_spec(arch: str, variant: str = "port", labels: str | None = None) -> ArchSpec:
+    """The facts of the official ``arch`` model (``labels``: StarGAN's dataset); ValueError if unknown."""
     try:
+        if arch == "stargan" and labels not in (None, "celeba"):
+            return STARGAN_DATASETS[labels]
         return SPECS[(arch, variant)]
     except KeyError:
-        raise ValueError(f"no official facts for arch={arch!r} variant={variant!r}") from None
+        raise ValueError(
+            f"no official facts for arch={arch!r} variant={variant!r} labels={labels!r}"
+        ) from None

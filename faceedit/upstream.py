@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceedit import __version__
+from faceedit import __version__, specs
 from faceedit.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -265,7 +265,6 @@ def _latest(folder: Path, pattern: str, regex: str) -> Path | None:
 
 
 def _attributes(arch: str, count: int, overrides: dict, from_files: list[str] | None = None) -> list[str]:
-    from faceedit.models import attgan, stargan, stgan
 
     if "attrs" in overrides:
         names = overrides["attrs"]
@@ -278,9 +277,9 @@ def _attributes(arch: str, count: int, overrides: dict, from_files: list[str] | 
     if from_files is not None and len(from_files) == count:
         return list(from_files)
     defaults = {
-        "stargan": {5: stargan.ATTRIBUTES},
-        "attgan": {13: attgan.ATTRIBUTES},
-        "stgan": {10: stgan.ATTRIBUTES, 13: attgan.ATTRIBUTES},
+        "stargan": {5: specs.STARGAN_ATTRIBUTES},
+        "attgan": {13: specs.ATTGAN_ATTRIBUTES},
+        "stgan": {10: specs.STGAN_PORT_ATTRIBUTES, 13: specs.ATTGAN_ATTRIBUTES},
     }
     if count in defaults[arch]:
         return list(defaults[arch][count])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from faceedit import models
+from faceedit import models, specs
 from faceedit.models import attgan, stargan, stgan, ugatit
 
 TINY_GENERATOR = {
@@ -36,9 +36,9 @@ TINY_CLASSIFIER = {
     "stgan": {"image_size": 32, "attr_dim": 10, "conv_dim": 8, "fc_dim": 16, "n_layers": 3},
 }
 _DEFAULTS = {  # template, conditioning scheme, attributes
-    "stargan": ("celeba-178", "stargan", list(stargan.ATTRIBUTES)),
-    "attgan": ("celeba-170", "attgan", list(attgan.ATTRIBUTES)),
-    "stgan": ("celeba-178", "stgan", list(stgan.ATTRIBUTES)),
+    "stargan": ("celeba-178", "stargan", list(specs.STARGAN_ATTRIBUTES)),
+    "attgan": ("celeba-170", "attgan", list(specs.ATTGAN_ATTRIBUTES)),
+    "stgan": ("celeba-178", "stgan", list(specs.STGAN_PORT_ATTRIBUTES)),
     "ugatit": ("selfie", "none", []),
 }
 
@@ -108,7 +108,7 @@ def write_attgan(
     (folder / "checkpoint").mkdir(parents=True, exist_ok=True)
     torch.save(data, folder / "checkpoint" / f"weights.{epoch}.pth")
     setting = {
-        "attrs": list(attgan.ATTRIBUTES),
+        "attrs": list(specs.ATTGAN_ATTRIBUTES),
         "img_size": 32,
         "shortcut_layers": 1,
         "inject_layers": 1,

@@ -24,13 +24,11 @@ def test_registry_cards_agree_with_the_table() -> None:
     for card in registry.list_cards():
         if card.arch not in specs.ARCHS:
             continue
-        spec = specs.arch_spec(card.arch, card.variant)
+        spec = specs.arch_spec(card.arch, card.variant, card.conditioning.get("dataset"))
         assert tuple(card.attributes) == spec.attributes, card.name
         assert card.template == spec.template, card.name
         assert card.resize == spec.resize, card.name
-        assert card.conditioning["scheme"] == spec.scheme, card.name
-        if spec.scheme != "none":  # conflict rules mean nothing without attributes
-            assert card.conditioning["rules"] == spec.variant, card.name
+        assert dict(card.conditioning) == spec.conditioning(), card.name
 
 
 def test_attribute_vocabulary_agrees_with_the_table() -> None:
@@ -44,12 +42,13 @@ def test_attribute_vocabulary_agrees_with_the_table() -> None:
         assert cond == specs.arch_spec(arch, variant).conditioning()
 
 
-def test_model_files_agree_with_the_table() -> None:
-    from faceedit.models import attgan, stargan, stgan
+def test_expressions_and_label_layouts_agree_with_the_table() -> None:
+    from faceedit import expressions
 
-    assert tuple(stargan.ATTRIBUTES) == specs.STARGAN_ATTRIBUTES
-    assert tuple(attgan.ATTRIBUTES) == specs.ATTGAN_ATTRIBUTES
-    assert tuple(stgan.ATTRIBUTES) == specs.STGAN_PORT_ATTRIBUTES
+    assert expressions.RAFD_EXPRESSIONS == specs.RAFD_EXPRESSIONS == tuple(sorted(specs.RAFD_EXPRESSIONS))
+    for layout in ("rafd", "both"):
+        block = expressions.conditioning_block(layout)
+        assert block == specs.arch_spec("stargan", "port", layout).conditioning()
 
 
 def test_training_defaults_agree_with_the_table() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceedit import upstream
+from faceedit import specs, upstream
 from faceedit.errors import CheckpointError, UsageError
 from faceedit.models import stargan
 from faceedit.upstream import import_checkpoint, tf_checkpoint_prefix
@@ -283,7 +283,7 @@ def test_attgan_without_setting_uses_official_defaults(tmp_path: Path) -> None:
     run = _tiny.write_attgan(tmp_path / "exp")
     (run / "setting.txt").unlink()
     model = import_checkpoint("attgan", run, image_size=32)
-    assert model.attributes == list(_tiny.attgan.ATTRIBUTES)
+    assert model.attributes == list(specs.ATTGAN_ATTRIBUTES)
     assert model.config["generator_kwargs"]["enc_acti_fn"] == "lrelu" and model.config["image_size"] == 32
     assert model.config["conditioning"] == {"scheme": "attgan", "thres_int": 0.5, "rules": "port"}
 

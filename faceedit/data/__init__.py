@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from faceedit import specs
 from faceedit.errors import UsageError
 from faceedit.fsutil import write_bytes_atomic
 
@@ -54,12 +55,17 @@ class Template:
         return left, top, left + self.crop, top + self.crop
 
 
-# Names shared with face/align.py and config.json's "template".
+def _from_spec(spec: specs.TemplateSpec) -> Template:
+    """The training crop of a template: centred boxes stay centred (torchvision's CenterCrop)."""
+    if spec.crop is None:
+        return Template(spec.name, None, None, None, spec.resize)
+    top, left = (None, None) if spec.centred else (spec.top, spec.left)
+    return Template(spec.name, spec.crop, top, left, spec.resize)
+
+
+# Training crops of the templates that are defined on CelebA's aligned photos, plus U-GAT-IT's selfie.
 TEMPLATES: dict[str, Template] = {
-    "celeba-178": Template("celeba-178", 178, None, None, "bilinear"),  # StarGAN, STGAN port: rows 20..197
-    "celeba-170": Template("celeba-170", 170, None, None, "bilinear"),  # AttGAN-PyTorch: rows 24..193
-    "celeba-tf": Template("celeba-tf", 170, 26, 3, "bicubic"),  # official TF AttGAN v1 / STGAN
-    "selfie": Template("selfie", None, None, None, "bilinear"),  # U-GAT-IT: whole picture resized
+    name: _from_spec(t) for name, t in specs.TEMPLATES.items() if t.crop is not None or name == "selfie"
 }
 
 

@@ -12,22 +12,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from faceedit import specs
 from faceedit.errors import UsageError
 from faceedit.face.detect import Face
 
 Fit = Literal["points5", "celeba3", "ffhq-quad"]
 
-# Mean 5 points of CelebA's aligned 178x218 frame (0-based pixel centres) and the 3 targets its MATLAB
-# alignment (cp2tform, non-reflective similarity) mapped eyes and mouth centre to. face-pipeline.md §4.
-CELEBA_FRAME = (178, 218)
-CELEBA_POINTS5 = np.array([[69, 111], [108, 111], [88, 136], [72, 152], [105, 152]], dtype=np.float64)
-CELEBA_TARGETS3 = np.array([[69.745, 111.0], [107.237, 111.0], [88.432, 152.514]])
-# facexlib's FFHQ 5-point template at 512 (GFPGAN/CodeFormer); used by `fit="points5"` for ffhq.
-FFHQ_POINTS5_512 = np.array(
-    [[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]]
-)
-# photo2cartoon framing measured on one face at 256 (face-pipeline.md §0/§5): approximate by nature.
-SELFIE_POINTS5_256 = np.array([[97.2, 117.0], [156.4, 116.6], [129.2, 149.6], [97.7, 168.1], [159.0, 166.8]])
+# The 5-point frames come from the facts table (faceedit.specs), as numpy arrays for the maths here.
+CELEBA_FRAME = specs.CELEBA_FRAME
+CELEBA_POINTS5 = np.array(specs.CELEBA_POINTS5, dtype=np.float64)
+CELEBA_TARGETS3 = np.array(specs.CELEBA_TARGETS3, dtype=np.float64)
+FFHQ_POINTS5_512 = np.array(specs.FFHQ_POINTS5_512, dtype=np.float64)
+SELFIE_POINTS5_256 = np.array(specs.SELFIE_POINTS5_256, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -52,41 +48,21 @@ def _rescale(points: np.ndarray, k: float) -> np.ndarray:
     return (np.asarray(points, dtype=np.float64) + 0.5) * k - 0.5
 
 
-def _celeba(name: str, left: int, top: int, side: int, description: str) -> Template:
-    """CelebA aligned image cropped to ``side`` at (left, top), then resized to 128 (any size later)."""
+def _template(t: specs.TemplateSpec) -> Template:
+    """A facts-table template with its points in a ``frame`` px square (CelebA crops: 128 px)."""
+    if t.points5 is None:  # a crop of CelebA's aligned photo at (left, top), resized to 128
 
-    def to_crop(points: np.ndarray) -> np.ndarray:
-        return _rescale(points - [left, top], 128 / side)
+        def to_crop(points: np.ndarray) -> np.ndarray:
+            return _rescale(points - [t.left, t.top], 128 / t.crop)
 
-    return Template(
-        name, 128, to_crop(CELEBA_POINTS5), 128, "celeba3", "replicate", to_crop(CELEBA_TARGETS3), description
-    )
+        points, targets = to_crop(CELEBA_POINTS5), to_crop(CELEBA_TARGETS3)
+    else:
+        points, targets = np.array(t.points5, dtype=np.float64), None
+    return Template(t.name, t.size, points, t.frame, t.fit, t.border, targets, t.description)  # type: ignore[arg-type]
 
 
-TEMPLATES: dict[str, Template] = {
-    t.name: t
-    for t in (
-        _celeba("celeba-178", 0, 20, 178, "CelebA aligned, centre 178 crop (StarGAN, STGAN port)"),
-        _celeba("celeba-170", 4, 24, 170, "CelebA aligned, centre 170 crop (AttGAN-PyTorch)"),
-        _celeba(
-            "celeba-tf", 3, 26, 170, "CelebA aligned, 170 crop at top 26, left 3, bicubic (TF AttGAN/STGAN)"
-        ),
-        Template(
-            "ffhq",
-            1024,
-            FFHQ_POINTS5_512,
-            512,
-            "ffhq-quad",
-            "reflect",
-            None,
-            "FFHQ / MyStyle quad (StyleGAN)",
-        ),
-        Template(
-            "selfie", 256, SELFIE_POINTS5_256, 256, "points5", "replicate", None, "loose selfie (U-GAT-IT)"
-        ),
-    )
-}
-ALIASES = {"stargan": "celeba-178", "attgan": "celeba-170", "stgan": "celeba-tf", "ugatit": "selfie"}
+TEMPLATES: dict[str, Template] = {name: _template(t) for name, t in specs.TEMPLATES.items()}
+ALIASES = dict(specs.TEMPLATE_ALIASES)
 INTERPOLATIONS = {"bilinear": 1, "bicubic": 2, "area": 3, "lanczos": 4}  # cv2.INTER_* values
 
 

@@ -20,22 +20,6 @@ from faceedit.models.layers import (
     tile,
 )
 
-# The 13 attributes of train.py, in training order.
-ATTRIBUTES = (
-    "Bald",
-    "Bangs",
-    "Black_Hair",
-    "Blond_Hair",
-    "Brown_Hair",
-    "Bushy_Eyebrows",
-    "Eyeglasses",
-    "Male",
-    "Mouth_Slightly_Open",
-    "Mustache",
-    "No_Beard",
-    "Pale_Skin",
-    "Young",
-)
 UPSTREAM = "elvisyjlin/AttGAN-PyTorch@be2d6c6"
 MAX_DIM = 1024
 NORMS = ("none", "batchnorm", "instancenorm")

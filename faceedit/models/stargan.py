@@ -25,8 +25,6 @@ from faceedit.models.layers import (
     tile,
 )
 
-# Default attribute order of the official main.py (--selected_attrs).
-ATTRIBUTES = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
 UPSTREAM = "yunjey/stargan@94dd002"
 
 

@@ -22,19 +22,6 @@ from faceedit.models.layers import (
     tile,
 )
 
-# Default attributes of configs/train_stgan.yaml, in training order (the TF original uses AttGAN's 13).
-ATTRIBUTES = (
-    "Bangs",
-    "Blond_Hair",
-    "Brown_Hair",
-    "Bushy_Eyebrows",
-    "Eyeglasses",
-    "Male",
-    "Mouth_Slightly_Open",
-    "Mustache",
-    "Pale_Skin",
-    "Young",
-)
 UPSTREAM = "bluestyle97/STGAN-pytorch@1136a5d"
 
 

@@ -16,18 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from faceedit.attributes import (
+from faceedit.errors import UsageError
+from faceedit.specs import (
     ATTGAN_ATTRIBUTES,
     CELEBA_ATTRIBUTES,
     STARGAN_ATTRIBUTES,
     STGAN_PORT_ATTRIBUTES,
+    TEMPLATES,
+    arch_spec,
 )
-from faceedit.errors import UsageError
 from faceedit.training import limits
 
 AMP_MODES = ("off", "bf16", "fp16")
 SPLITS = ("official", "celeba", "all")
-CELEBA_TEMPLATES = ("celeba-178", "celeba-170", "celeba-tf")
+CELEBA_TEMPLATES = tuple(name for name, t in TEMPLATES.items() if t.crop is not None)
 # Fields that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE = frozenset(
     {
@@ -64,7 +66,7 @@ class TrainConfig:
     image_size: int = 128  # square training resolution in pixels
     attrs: tuple[str, ...] = ()  # CelebA attributes in training order (the order is part of the weights)
     split: str = "official"  # official (the model's own code) | celeba (list_eval_partition.txt) | all
-    template: str = "celeba-178"  # crop of the aligned photo (face/align.py template names)
+    template: str = arch_spec("stargan").template  # crop of the aligned photo (specs.TEMPLATES names)
     flip: bool = True  # random horizontal flips where the official code flips
     seed: int = 0  # seeds weights, batch order, augmentation and every random draw of a step
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun: each process takes cuda:LOCAL_RANK)
@@ -200,7 +202,7 @@ class AttGANConfig(TrainConfig):
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     attrs: tuple[str, ...] = ATTGAN_ATTRIBUTES
-    template: str = "celeba-170"
+    template: str = arch_spec("attgan").template
     flip: bool = False  # the port does not flip
     enc_dim: int = 64
     enc_layers: int = 5
@@ -283,7 +285,7 @@ class UGATITConfig(TrainConfig):
     batch_size: int = 1
     image_size: int = 256
     attrs: tuple[str, ...] = ()
-    template: str = "selfie"  # the whole picture is resized (no face crop)
+    template: str = arch_spec("ugatit").template  # the whole picture is resized (no face crop)
     weight_decay: float = 1e-4  # Adam weight decay of G and D
     ch: int = 64  # ngf/ndf
     n_res: int = 4  # residual blocks

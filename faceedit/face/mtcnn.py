@@ -19,13 +19,12 @@ THRESHOLDS = (0.6, 0.7, 0.7)  # P-, R- and O-Net face probability cut-offs (the 
 
 @dataclass(frozen=True)
 class Detections:
-    """O-Net's output for one image: ``boxes`` ``[N,4]`` (x1, y1, x2, y2), ``scores`` ``[N]``,
-    ``points`` ``[N,5,2]`` (x, y; 0-based pixel centres) and ``rnet_scores`` ``[N]``."""
+    """O-Net's output for one image: ``boxes`` ``[N,4]`` (x1, y1, x2, y2), ``scores`` ``[N]`` and
+    ``points`` ``[N,5,2]`` (x, y; 0-based pixel centres)."""
 
     boxes: np.ndarray
     scores: np.ndarray
     points: np.ndarray
-    rnet_scores: np.ndarray
 
 
 def weights_dir() -> Path:
@@ -56,8 +55,24 @@ class Mtcnn:
     def __call__(self, rgb: np.ndarray, min_size: float = 20) -> Detections:
         """Faces in ``rgb`` (uint8 HWC RGB) from about ``min_size`` px up (12 px at the least)."""
         boxes = self._stage1(rgb, max(float(min_size), 12.0))
-        boxes, rnet_scores = self._stage2(rgb, boxes)
-        return self._stage3(rgb, boxes, rnet_scores)
+        return self._stage3(rgb, self._stage2(rgb, boxes))
+
+    def verify(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """O-Net's face probability ``[N,4]`` for boxes ``[N,4]`` (any detector's), each taken as a
+        square about its centre and turned by 0, 90, 180 and 270 degrees, averaged with its mirror
+        image. A face stays a face when mirrored; patterns the cascade let through (leaves, a stair
+        post) mostly do not; a sideways face scores higher turned upright than as found."""
+        if len(boxes) == 0:
+            return np.zeros((0, 4))
+        squares = np.fix(_square(np.asarray(boxes, dtype=np.float64)[:, 0:4]))
+        crops = _crops(rgb, squares, 48)
+        turns = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
+        # axis 1 is x: [:, ::-1] mirrors left-right
+        return np.stack([(self._onet_prob(c) + self._onet_prob(c[:, ::-1])) / 2 for c in turns], axis=1)
+
+    def _onet_prob(self, crops: np.ndarray) -> np.ndarray:
+        self._onet.setInput(np.ascontiguousarray(crops))
+        return self._onet.forward("softmax_2")[:, 1].astype(np.float64)
 
     def _stage1(self, rgb: np.ndarray, min_size: float) -> np.ndarray:
         """P-Net over a pyramid: candidate squares ``[N,5]`` (x1, y1, x2, y2, score), integer corners."""
@@ -80,22 +95,21 @@ class Mtcnn:
         out[:, 0:4] = np.fix(out[:, 0:4])
         return out
 
-    def _stage2(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """R-Net refines the candidates: ``([N,5] squares, [N] R-Net scores)``."""
+    def _stage2(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """R-Net refines the candidates: ``[N,5]`` squares with scores."""
         if len(boxes) == 0:
-            return np.zeros((0, 5)), np.zeros(0)
+            return np.zeros((0, 5))
         self._rnet.setInput(_crops(rgb, boxes, 24))
         reg, prob = self._rnet.forward(["dense_2", "softmax_1"])  # [N, 4], [N, 2]
         keep = prob[:, 1] > THRESHOLDS[1]
         boxes = np.hstack([boxes[keep, 0:4], prob[keep, 1:2]])
         pick = _nms(boxes, 0.7)
-        boxes = _square(_regress(boxes[pick], reg[keep][pick]))
-        return boxes, boxes[:, 4].copy()
+        return _square(_regress(boxes[pick], reg[keep][pick]))
 
-    def _stage3(self, rgb: np.ndarray, boxes: np.ndarray, rnet_scores: np.ndarray) -> Detections:
+    def _stage3(self, rgb: np.ndarray, boxes: np.ndarray) -> Detections:
         """O-Net: final boxes, scores and the five points."""
         if len(boxes) == 0:
-            return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2), np.float32), np.zeros(0))
+            return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2), np.float32))
         boxes = np.fix(boxes)
         self._onet.setInput(_crops(rgb, boxes, 48))
         reg, pts, prob = self._onet.forward(["dense_5", "dense_6", "softmax_2"])  # [N,4] [N,10] [N,2]
@@ -105,9 +119,7 @@ class Mtcnn:
         points = np.stack([pts[:, 0:5], pts[:, 5:10]], axis=2) * wh[:, None] + boxes[:, None, 0:2] - 1
         boxes = _regress(boxes, reg)
         pick = _nms(boxes, 0.7, by_min=True)
-        return Detections(
-            boxes[pick, 0:4], boxes[pick, 4], points[pick].astype(np.float32), rnet_scores[keep][pick]
-        )
+        return Detections(boxes[pick, 0:4], boxes[pick, 4], points[pick].astype(np.float32))
 
 
 def _pyramid(short_side: float, m: float) -> list[float]:

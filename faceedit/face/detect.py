@@ -118,12 +118,15 @@ class MtcnnBackend:
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
         # Its pyramid starts at min_size: smaller is slower; below 12 px nothing is found anyway.
+        return verify.confirmed(rgb, self.unverified(rgb, min_size))  # the cascade passes leaves at 0.73
+
+    def unverified(self, rgb: np.ndarray, min_size: float) -> list[Face]:
+        """The cascade's faces before :mod:`faceedit.face.verify`'s rules (benchmarks compare)."""
         found = self._net(np.ascontiguousarray(rgb), int(np.clip(min_size, 12, 40)))
-        faces = [
+        return [
             Face(tuple(float(v) for v in b), float(s), p)
             for b, s, p in zip(found.boxes, found.scores, found.points, strict=True)
         ]
-        return verify.confirmed(rgb, faces)  # its cascade passes leaves at 0.73-0.87
 
 
 def yunet_available() -> bool:
@@ -152,12 +155,13 @@ class YunetBackend:
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
         """YuNet's faces that O-Net confirms, without duplicates, none of them sideways (YuNet finds
         a face turned 90 degrees with upright-looking, wrong points)."""
-        faces = verify.without_duplicates(self._raw(rgb))
+        faces = verify.without_duplicates(self.unverified(rgb))
         return verify.confirmed(
-            rgb, faces, rescore=lambda img: max((f.score for f in self._raw(img)), default=0.0)
+            rgb, faces, rescore=lambda img: max((f.score for f in self.unverified(img)), default=0.0)
         )
 
-    def _raw(self, rgb: np.ndarray) -> list[Face]:
+    def unverified(self, rgb: np.ndarray, min_size: float = 0) -> list[Face]:
+        """YuNet's own faces (its smallest is ~10 px whatever ``min_size``), before the rules."""
         import warnings
 
         with warnings.catch_warnings():

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -213,3 +214,12 @@ def test_sideways_rule_adds_detector_and_onet_gains(photos: dict, monkeypatch: p
     monkeypatch.setattr(verify, "onet_scores", lambda rgb, faces: onet[None])
     assert verify.confirmed(rgb, [face], rescore=detector([0.9, 0.9, 0.9])) == [face]  # gain 0.05
     assert verify.confirmed(rgb, [face], rescore=detector([0.3, 0.9, 0.8])) == []
+
+
+def test_reader_threads_share_one_detector(photos: dict) -> None:
+    """The pipeline detects in worker threads with one cached backend: results as if run alone."""
+    names = ["cf_whole_03.jpg", "if_Tom_Hanks.png", "if_kun.jpg", "cf_whole_00.jpg"] * 3
+    alone = {name: [f.box for f in detect.detect(photos[name][0], "mtcnn")] for name in set(names)}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda name: detect.detect(photos[name][0], "mtcnn"), names))
+    assert [[f.box for f in faces] for faces in together] == [alone[name] for name in names]

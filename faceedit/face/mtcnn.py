@@ -6,8 +6,10 @@ gone in Python 3.13) and none of its internals are used. The three-stage cascade
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +53,13 @@ class Mtcnn:
 
         folder = folder or weights_dir()
         self._pnet, self._rnet, self._onet = (cv2.dnn.readNetFromONNX(str(folder / n)) for n in NET_FILES)
+        # One instance serves the pipeline's reader threads: a net's setInput + forward must not interleave.
+        self._lock = threading.Lock()
+
+    def _forward(self, net: Any, blob: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        with self._lock:
+            net.setInput(np.ascontiguousarray(blob, dtype=np.float32))
+            return list(net.forward(outputs))
 
     def __call__(self, rgb: np.ndarray, min_size: float = 20) -> Detections:
         """Faces in ``rgb`` (uint8 HWC RGB) from about ``min_size`` px up (12 px at the least)."""
@@ -71,8 +80,10 @@ class Mtcnn:
         return np.stack([(self._onet_prob(c) + self._onet_prob(c[:, ::-1])) / 2 for c in turns], axis=1)
 
     def _onet_prob(self, crops: np.ndarray) -> np.ndarray:
-        self._onet.setInput(np.ascontiguousarray(crops))
-        return self._onet.forward("softmax_2")[:, 1].astype(np.float64)
+        # OpenCV 5 wants all of a net's outputs asked for at once
+        return self._forward(self._onet, crops, ["dense_5", "dense_6", "softmax_2"])[2][:, 1].astype(
+            np.float64
+        )
 
     def _stage1(self, rgb: np.ndarray, min_size: float) -> np.ndarray:
         """P-Net over a pyramid: candidate squares ``[N,5]`` (x1, y1, x2, y2, score), integer corners."""
@@ -83,8 +94,8 @@ class Mtcnn:
         for scale in _pyramid(min(h, w), 12 / min_size):
             size = (int(np.ceil(w * scale)), int(np.ceil(h * scale)))
             small = (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) - 127.5) * 0.0078125
-            self._pnet.setInput(np.ascontiguousarray(small.transpose(1, 0, 2)[None], dtype=np.float32))
-            reg, prob = self._pnet.forward(["conv2d_4", "softmax"])  # [1, W', H', 4], [1, W', H', 2]
+            blob = small.transpose(1, 0, 2)[None]
+            reg, prob = self._forward(self._pnet, blob, ["conv2d_4", "softmax"])  # [1,W',H',4], [1,W',H',2]
             boxes = _candidates(prob[0, :, :, 1].T, reg[0].transpose(1, 0, 2), scale, THRESHOLDS[0])
             found.append(boxes[_nms(boxes, 0.5)])
         boxes = np.concatenate(found) if found else np.zeros((0, 9))
@@ -99,8 +110,7 @@ class Mtcnn:
         """R-Net refines the candidates: ``[N,5]`` squares with scores."""
         if len(boxes) == 0:
             return np.zeros((0, 5))
-        self._rnet.setInput(_crops(rgb, boxes, 24))
-        reg, prob = self._rnet.forward(["dense_2", "softmax_1"])  # [N, 4], [N, 2]
+        reg, prob = self._forward(self._rnet, _crops(rgb, boxes, 24), ["dense_2", "softmax_1"])  # [N,4] [N,2]
         keep = prob[:, 1] > THRESHOLDS[1]
         boxes = np.hstack([boxes[keep, 0:4], prob[keep, 1:2]])
         pick = _nms(boxes, 0.7)
@@ -111,8 +121,8 @@ class Mtcnn:
         if len(boxes) == 0:
             return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2), np.float32))
         boxes = np.fix(boxes)
-        self._onet.setInput(_crops(rgb, boxes, 48))
-        reg, pts, prob = self._onet.forward(["dense_5", "dense_6", "softmax_2"])  # [N,4] [N,10] [N,2]
+        outputs = ["dense_5", "dense_6", "softmax_2"]
+        reg, pts, prob = self._forward(self._onet, _crops(rgb, boxes, 48), outputs)  # [N,4] [N,10] [N,2]
         keep = prob[:, 1] > THRESHOLDS[2]
         boxes, reg, pts = np.hstack([boxes[keep, 0:4], prob[keep, 1:2]]), reg[keep], pts[keep]
         wh = boxes[:, 2:4] - boxes[:, 0:2] + 1

@@ -73,7 +73,7 @@ class Mtcnn:
         post) mostly do not; a sideways face scores higher turned upright than as found."""
         if len(boxes) == 0:
             return np.zeros((0, 4))
-        squares = np.fix(_square(np.asarray(boxes, dtype=np.float64)[:, 0:4]))
+        squares = np.trunc(_square(np.asarray(boxes, dtype=np.float64)[:, 0:4]))
         crops = _crops(rgb, squares, 48)
         turns = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
         # axis 1 is x: [:, ::-1] mirrors left-right
@@ -103,7 +103,7 @@ class Mtcnn:
         side = (boxes[:, 2:4] - boxes[:, 0:2])[:, [0, 1, 0, 1]]
         out = np.hstack([boxes[:, 0:4] + boxes[:, 5:9] * side, boxes[:, 4:5]])
         out = _square(out)
-        out[:, 0:4] = np.fix(out[:, 0:4])
+        out[:, 0:4] = np.trunc(out[:, 0:4])
         return out
 
     def _stage2(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -120,7 +120,7 @@ class Mtcnn:
         """O-Net: final boxes, scores and the five points."""
         if len(boxes) == 0:
             return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2), np.float32))
-        boxes = np.fix(boxes)
+        boxes = np.trunc(boxes)
         outputs = ["dense_5", "dense_6", "softmax_2"]
         reg, pts, prob = self._forward(self._onet, _crops(rgb, boxes, 48), outputs)  # [N,4] [N,10] [N,2]
         keep = prob[:, 1] > THRESHOLDS[2]
@@ -147,7 +147,12 @@ def _candidates(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: floa
     rows, cols = np.nonzero(prob >= threshold)
     corner = np.stack([cols, rows], axis=1).astype(np.float64) * 2
     return np.hstack(
-        [np.fix((corner + 1) / scale), np.fix((corner + 12) / scale), prob[rows, cols, None], reg[rows, cols]]
+        [
+            np.trunc((corner + 1) / scale),
+            np.trunc((corner + 12) / scale),
+            prob[rows, cols, None],
+            reg[rows, cols],
+        ]
     )
 
 

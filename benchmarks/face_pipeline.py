@@ -197,7 +197,7 @@ def count_photos(folder: Path, backends: list[str]) -> None:
     table = re.findall(r"^\| `([^`]+)` \| (\d+) \|", (folder / "README.md").read_text(), flags=re.M)
     photos = [(name, photo_copies(images.read(folder / name).rgb), int(n)) for name, n in table]
     print(f"\nfaces on {len(photos)} photos of {folder} x {len(photos[0][1])} versions (photo + copies):")
-    print("  backend              right   extra  missed  s/image  wrong (photo: version found/expected)")
+    print("  backend                right   extra  missed  s/image  wrong (photo: version found/expected)")
     for name in [b for b in backends if b != "fan"]:
         for backend in (Unverified(name), detect.get_backend(name)):
             right = extra = missed = runs = 0
@@ -212,7 +212,7 @@ def count_photos(folder: Path, backends: list[str]) -> None:
             seconds = (time.perf_counter() - start) / runs
             label = backend.name if isinstance(backend, Unverified) else f"{name} (default rules)"
             figures = f"{right:3d}/{runs}  {extra:5d}  {missed:6d}  {seconds:7.3f}"
-            print(f"  {label:20s} {figures}  {'; '.join(wrong)}")
+            print(f"  {label:22s} {figures}  {'; '.join(wrong)}")
 
 
 def header() -> None:

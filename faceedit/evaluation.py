@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from faceedit import attributes
+from faceedit import attributes, expressions
 from faceedit.errors import UsageError
 
 SPLITS = ("test", "all")
@@ -226,15 +226,13 @@ class Scorer:
     def score(self, crops: list[np.ndarray], labels: np.ndarray, stems: Sequence[str]) -> None:
         """Add a batch: crops uint8 [S,S,3] at the model's size, labels [N,A] 0/1 in model order."""
         cond_config, opts = self.editor.config["conditioning"], self.options
-        recon = self._generate(
-            crops, attributes.encode(cond_config, self.names, labels, attributes.EditSpec())
-        )
+        recon = self._generate(crops, self._cond(labels, attributes.EditSpec()))
         self.tally.psnrs += [psnr(a, b) for a, b in zip(crops, recon, strict=True)]
         self.tally.ssims += [ssim(a, b) for a, b in zip(crops, recon, strict=True)]
         self._save(stems, {"input": crops, "recon": recon})
         for i, name in enumerate(self.names):
             spec = attributes.EditSpec(toggle=(name,), intensity=opts.intensity)
-            edited = self._generate(crops, attributes.encode(cond_config, self.names, labels, spec))
+            edited = self._generate(crops, self._cond(labels, spec))
             target = attributes.targets(cond_config, self.names, labels, spec)
             pred = self._predict(edited)
             self.tally.hits[i] += int((pred[:, i] == target[:, i]).sum())
@@ -242,6 +240,14 @@ class Scorer:
             self.tally.errors[i] += int((pred[:, others] != labels[:, others]).sum())
             self._save(stems, {name: edited})
         self.tally.images += len(crops)
+
+    def _cond(self, labels: np.ndarray, spec: attributes.EditSpec) -> np.ndarray | None:
+        """G's labels for a CelebA edit; StarGAN on both datasets gets test_multi's CelebA rows
+        ``[celeba, 0 (RaFD), 1 0]`` (the RaFD part is zero, so the faces' expressions are not needed)."""
+        config = self.editor.config
+        n_expr = len(expressions.expressions_of(config))
+        full = np.concatenate([labels, np.zeros((len(labels), n_expr))], axis=1) if n_expr else labels
+        return expressions.encode(config, full, spec)
 
     def _save(self, stems: Sequence[str], outputs: dict[str, list[np.ndarray]]) -> None:
         if self.options.save_images is None:

@@ -301,3 +301,49 @@ def test_several_models_side_by_side(world: dict[str, Path], tmp_path: Path) -> 
     assert (saved / "stgan-3" / "000022_Mustache.png").is_file()
     lines = table(doc)
     assert "Mustache" in "\n".join(lines) and "Eyeglasses" in "\n".join(lines)
+
+
+def test_stargan_on_both_datasets_is_scored_on_its_celeba_part(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: StarGAN Both's CelebA part, with the labels test_multi builds ([c, 0 (RaFD), 1 0])."""
+    from faceedit import expressions, specs
+
+    model = tiny_model("stargan")
+    kwargs = {**model.config["generator_kwargs"], "c2_dim": 8}
+    cfg = models.make_config(
+        "stargan",
+        kwargs,
+        attributes=list(specs.STARGAN_ATTRIBUTES),
+        image_size=32,
+        template="celeba-178",
+        resize="bilinear",
+        conditioning=expressions.conditioning_block("both"),
+    )
+    both = models.save(models.build(cfg), tmp_path / "both")
+    seen: list[np.ndarray] = []
+    generate = Engine.generate
+
+    def spy(self: Engine, x: torch.Tensor, cond: np.ndarray | None, *a: object, **k: object) -> object:
+        seen.append(np.asarray(cond))
+        return generate(self, x, cond, *a, **k)
+
+    monkeypatch.setattr(Engine, "generate", spy)
+    args = ["eval", f"local:{both}", "--data", str(world["root"]), "--classifier", f"local:{world['cls']}"]
+    result = runner.invoke(app, [*args, "--device", "cpu", "--limit", "2", "--split", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["models"][0]["attributes"] and len(doc["models"][0]["attributes"]) == 5
+    assert len(seen) == 1 + 5  # the reconstruction, then one edit per CelebA attribute
+    for cond in seen:
+        assert cond.shape[1] == 5 + 8 + 2
+        np.testing.assert_array_equal(cond[:, 5:13], 0)  # RaFD part zero
+        np.testing.assert_array_equal(cond[:, 13:], [[1, 0]] * len(cond))  # mask: CelebA labels valid
+    rafd = models.make_config(
+        "stargan", {**kwargs, "c_dim": 0}, attributes=[], image_size=32, template="celeba-178",
+        resize="bilinear", conditioning=expressions.conditioning_block("rafd"),
+    )  # fmt: skip
+    only_rafd = models.save(models.build(rafd), tmp_path / "rafd")
+    args[1] = f"local:{only_rafd}"
+    refused = runner.invoke(app, [*args, "--device", "cpu", "--limit", "1", "--split", "all"])
+    assert refused.exit_code == 2 and "does not edit attributes" in refused.output

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from faceedit import api, attributes, images
+from faceedit import api, attributes, images, sources
 from faceedit.batch import OutputPlan
 from faceedit.face import align, detect
 from tests.standin import ATTRIBUTES, standin_engine
@@ -54,7 +54,7 @@ def edited_photos(
     itself is measured."""
     names = list(engine.config["attributes"])
     x = images.to_tensor([a.crop for a in prepared.aligned])
-    source = attributes.source_labels(names, x.shape[0], attributes.parse_source("Black_Hair", names))
+    source = sources.source_labels(names, x.shape[0], sources.parse_source("Black_Hair", names))
     cond = attributes.encode(engine.config["conditioning"], names, source, spec)
     rebuilt = attributes.encode(engine.config["conditioning"], names, source, attributes.EditSpec())
     faces = api._generate(engine, x, cond, rebuilt, 8)
@@ -137,7 +137,7 @@ def noop_changed(path: Path, engine: api.Engine, mode: str) -> int | None:
     """Pixels a target = source edit (--add Black_Hair --source Black_Hair) changes through edit_many."""
     request = api.EditRequest(
         spec=attributes.EditSpec(add=("Black_Hair",)),
-        source=attributes.parse_source("Black_Hair", ATTRIBUTES),
+        source=sources.parse_source("Black_Hair", ATTRIBUTES),
         paste=api.PasteOptions(detail=mode),
     )
     with tempfile.TemporaryDirectory() as tmp:

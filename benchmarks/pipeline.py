@@ -81,7 +81,7 @@ def run_edit(
     paths: list[Path], engine: Any, args: argparse.Namespace, out: Path, faces: Any, **kwargs: Any
 ) -> tuple:
     """(seconds, StageTimes, report) of one api.edit_many over ``paths`` (kwargs: workers, ...)."""
-    from faceedit import api, attributes
+    from faceedit import api, attributes, sources
     from faceedit.batch import OutputPlan
 
     timings = api.StageTimes()
@@ -89,7 +89,7 @@ def run_edit(
     names = list(engine.config["attributes"])
     request = api.EditRequest(
         spec=attributes.parse_edit(["Blond_Hair"], [], 1.0),
-        source=attributes.parse_source("Male,Young", names) if isinstance(engine, IdentityEngine) else None,
+        source=sources.parse_source("Male,Young", names) if isinstance(engine, IdentityEngine) else None,
         faces=api.FaceOptions(detector=detector),
         batch_size=args.batch,
         quality=92,
@@ -107,7 +107,7 @@ def generator_only(engine: Any, batch: int, photos: int, faces_per_photo: int) -
     """Faces/s of engine.generate alone, and of classify + generate, at ``batch`` (steady state)."""
     import torch
 
-    from faceedit import attributes
+    from faceedit import sources
 
     size = int(engine.config["image_size"])
     x = torch.rand(batch, 3, size, size) * 2 - 1
@@ -121,7 +121,7 @@ def generator_only(engine: Any, batch: int, photos: int, faces_per_photo: int) -
     def both() -> None:
         logits = engine.classify(x, batch)
         if logits is not None:
-            attributes.labels_from_logits(logits)
+            sources.labels_from_logits(logits)
         engine.generate(x, cond, batch)
 
     result = []

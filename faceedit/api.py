@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceedit import attributes, expressions, images, pipeline
+from faceedit import attributes, expressions, grids, images, pipeline, sources
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.errors import FaceeditError, InputError, NoFaceError, UsageError
 from faceedit.pipeline import Pipeline, StageTimes, default_workers, plan_jobs  # noqa: F401 (re-exported)
@@ -61,7 +61,7 @@ class EditRequest:
     """Everything ``edit`` needs besides the inputs: what to change and how to write it."""
 
     spec: attributes.EditSpec
-    source: attributes.SourceSpec | None = None
+    source: sources.SourceSpec | None = None
     faces: FaceOptions = FaceOptions()
     paste: PasteOptions = PasteOptions()
     batch_size: int = 8
@@ -267,7 +267,7 @@ def _edit_group(
     with _stage(timings, "classify"):
         logits = engine.classify(x, request.batch_size)
     estimate = expressions.estimate(config, logits)
-    source = attributes.source_labels(names, len(crops), request.source, estimate)
+    source = sources.source_labels(names, len(crops), request.source, estimate)
     cond = expressions.encode(config, source, spec)
     reconstruct = expressions.encode(config, source, _reconstruction_spec(spec))
     transfer = request.paste.detail == "transfer"
@@ -483,7 +483,7 @@ def _grid_specs(request: EditRequest) -> list[attributes.EditSpec]:
     if request.spec.expression is not None and not request.sweep:
         return expressions.grid_specs(request.spec)  # every expression, as test_multi's RaFD row
     if request.sweep:
-        return [reconstruction, *attributes.sweep(request.spec, request.sweep)]
+        return [reconstruction, *grids.sweep(request.spec, request.sweep)]
     singles = [attributes.EditSpec(add=(n,), intensity=request.spec.strength(n)) for n in request.spec.add]
     singles += [
         attributes.EditSpec(remove=(n,), intensity=request.spec.strength(n)) for n in request.spec.remove

@@ -6,6 +6,7 @@ frozen ``EditSpec`` and its parsing, and ``encode`` (EditSpec + source labels ->
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import numbers
 import re
@@ -445,124 +446,14 @@ def _scaled_target(
     return out
 
 
-# --- grids and sweeps --------------------------------------------------------------------------------
+# Names that moved to faceedit.grids and faceedit.sources stay importable from here.
+_MOVED = {
+    **dict.fromkeys(("grid_specs", "grid", "sweep", "parse_sweep"), "grids"),
+    **dict.fromkeys(("labels_from_logits", "SourceSpec", "parse_source", "source_labels"), "sources"),
+}
 
 
-def grid_specs(
-    attributes: Sequence[str], intensity: float = 1.0, *, reconstruction: bool = True
-) -> list[EditSpec]:
-    """The official comparison grid: (the reconstruction, then) one toggle per attribute, as test.py."""
-    specs = [EditSpec(toggle=(name,), intensity=intensity) for name in attributes]
-    return [EditSpec(intensity=intensity), *specs] if reconstruction else specs
-
-
-def grid(
-    conditioning: Mapping[str, Any] | Conditioning,
-    attributes: Sequence[str],
-    source: np.ndarray,
-    intensity: float = 1.0,
-    *,
-    reconstruction: bool = True,
-) -> tuple[list[str], np.ndarray]:
-    """Column labels and conditioning [K,N,A] of the official per-attribute grid (K = A (+1)).
-
-    StarGAN: Solver.create_labels; AttGAN: test.py (intensity = test_int); STGAN port: test()'s
-    difference vectors (0.5 gives its training-time sample grid).
-    """
-    specs = grid_specs(attributes, intensity, reconstruction=reconstruction)
-    conds = [encode(conditioning, attributes, source, spec) for spec in specs]
-    if not conds or any(c is None for c in conds):
-        raise UsageError("this model has no attributes: there is no attribute grid")
-    labels = ["reconstruction"] * reconstruction + list(attributes)
-    return labels, np.stack(conds)
-
-
-def sweep(spec: EditSpec, values: Iterable[float]) -> list[EditSpec]:
-    """One EditSpec per intensity (an intensity strip; with ``slide`` the official slider)."""
-    return [spec.with_intensity(float(v)) for v in values]
-
-
-def parse_sweep(text: str) -> tuple[float, ...]:
-    """``"-1:1:5"`` (start:stop:steps, ends included, as test_slide.py) or ``"0.25,0.5,1"``."""
-    try:
-        if ":" in text:
-            start, stop, steps = text.split(":")
-            ends = (float(start), float(stop))
-            if int(steps) < 2 or not all(map(math.isfinite, ends)):
-                raise ValueError
-            values = tuple(float(v) for v in np.linspace(*ends, int(steps)))
-        else:
-            values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UsageError(
-            f"cannot read the sweep {text!r}", "write START:STOP:STEPS (STEPS >= 2) or V1,V2,..."
-        ) from None
-    for value in values:
-        _check_number(f"sweep value in {text!r}", value)
-    if not values:
-        raise UsageError(f"the sweep {text!r} has no values", "write START:STOP:STEPS or V1,V2,...")
-    return values
-
-
-# --- the faces' own attributes -----------------------------------------------------------------------
-
-
-def labels_from_logits(logits: np.ndarray) -> np.ndarray:
-    """Classifier logits [N,A] -> 0/1 labels [N,A] float32 (sigmoid > 0.5, i.e. logit > 0; NaN -> 0)."""
-    return (np.asarray(logits, dtype=np.float64) > 0).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """``--source``: absolute (``Male,Young``: these on, every other off) or relative to the classifier's
-    estimate (``+Male,-Young``: only these changed). ``none``: everything off."""
-
-    on: tuple[str, ...] = ()
-    off: tuple[str, ...] = ()
-    relative: bool = False
-
-
-def parse_source(text: str, attributes: Sequence[str], *, model: str = "this model") -> SourceSpec:
-    """Read ``--source`` against the model's attributes (names resolved like --add)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if [normalize(p) for p in parts] == ["none"]:
-        return SourceSpec()
-    if not parts:
-        raise UsageError("--source is empty", "write e.g. --source Male,Young, or --source none")
-    signed = [p[0] in "+-" for p in parts]
-    if any(signed) and not all(signed):
-        raise UsageError(
-            f"--source {text!r} mixes +/- names with plain names",
-            "plain names list every attribute the face has; +NAME/-NAME correct the classifier's estimate",
-        )
-    on = [resolve(p.lstrip("+"), attributes, model) for p in parts if not p.startswith("-")]
-    off = [resolve(p[1:], attributes, model) for p in parts if p.startswith("-")]
-    if set(on) & set(off):
-        raise UsageError(f"--source {text!r} turns {sorted(set(on) & set(off))[0]} both on and off")
-    return SourceSpec(tuple(dict.fromkeys(on)), tuple(dict.fromkeys(off)), all(signed))
-
-
-def source_labels(
-    attributes: Sequence[str],
-    n: int,
-    source: SourceSpec | None = None,
-    estimate: np.ndarray | None = None,
-) -> np.ndarray:
-    """The faces' 0/1 labels [n,A]: the classifier estimate, corrected or replaced by ``--source``."""
-    if source is None or source.relative:
-        if estimate is None:
-            raise UsageError(
-                "this model has no attribute classifier, so it cannot tell which attributes the face has",
-                "say so with --source, e.g. --source Male,Young (every attribute not named is off)",
-            )
-        labels = _as_labels(estimate, len(attributes)).astype(np.float32)
-        if len(labels) != n:
-            raise ValueError(f"estimate has {len(labels)} rows, expected {n}")
-    else:
-        labels = np.zeros((n, len(attributes)), dtype=np.float32)
-    index = {name: i for i, name in enumerate(attributes)}
-    for name in source.on if source else ():
-        labels[:, index[name]] = 1.0
-    for name in source.off if source else ():
-        labels[:, index[name]] = 0.0
-    return labels
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"faceedit.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

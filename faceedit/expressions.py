@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from faceedit import attributes, specs
+from faceedit import attributes, sources, specs
 from faceedit.errors import CheckpointError, UsageError
 
 RAFD_EXPRESSIONS = specs.RAFD_EXPRESSIONS  # the official c2 order (ImageFolder's sorted folders)
@@ -116,7 +116,7 @@ def estimate(config: Mapping[str, Any], logits: np.ndarray | None) -> np.ndarray
     if logits is None:
         return None
     celeba, expr = split_logits(config, logits)
-    labels = attributes.labels_from_logits(celeba)
+    labels = sources.labels_from_logits(celeba)
     if expr.shape[1] == 0:
         return labels
     one_hot = np.eye(expr.shape[1], dtype=np.float32)[softmax(expr).argmax(axis=1)]
@@ -134,7 +134,7 @@ def probabilities(names: Sequence[str], logits: np.ndarray) -> dict[str, float]:
     return {n: round(float(p), 3) for n, p in zip(names, probs, strict=True)}
 
 
-def exclusive_source(config: Mapping[str, Any], source: attributes.SourceSpec) -> attributes.SourceSpec:
+def exclusive_source(config: Mapping[str, Any], source: sources.SourceSpec) -> sources.SourceSpec:
     """``--source +happy`` replaces the estimated expression (a face has one): the others turn off."""
     named = [n for n in source.on if n in expressions_of(config)]
     if not source.relative or not named:

@@ -170,7 +170,7 @@ def edit(
     json_out: JsonOpt = False,
 ) -> None:
     """Edit face attributes: [bold]faceedit edit photo.jpg --add Blond_Hair --intensity 0.8[/bold]."""
-    from faceedit import api, attributes, expressions, registry
+    from faceedit import api, attributes, expressions, registry, sources
 
     if not add and not remove and expression is None:
         from faceedit.errors import UsageError
@@ -197,7 +197,7 @@ def edit(
     engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
     names = expressions.label_names(engine.config)
     if source is not None:
-        parsed = attributes.parse_source(source, names)
+        parsed = sources.parse_source(source, names)
         request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
     request = api.EditRequest(**request_kwargs)
     report = _run(
@@ -303,7 +303,7 @@ MAX_SWEEP = 25  # columns of a comparison strip; more would be unreadable (and u
 
 
 def _sweep(sweep: str | None, grid: bool) -> tuple[float, ...]:
-    from faceedit import attributes
+    from faceedit import grids
     from faceedit.errors import UsageError
 
     if sweep is None:
@@ -314,7 +314,7 @@ def _sweep(sweep: str | None, grid: bool) -> tuple[float, ...]:
     count = int(steps) if steps.isdigit() else len(sweep.split(","))  # before np.linspace allocates it
     if count > MAX_SWEEP:
         raise UsageError(f"--sweep {sweep} asks for {count} columns", f"give at most {MAX_SWEEP} values")
-    return attributes.parse_sweep(sweep)
+    return grids.parse_sweep(sweep)
 
 
 def _paste_options(color_match: str, blend: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import attributes
+from faceedit import attributes, grids
 from faceedit.models import attgan
 from faceedit.training import losses
 from faceedit.training.checkpoint import TrainState, frozen, release_model
@@ -148,7 +148,7 @@ def sample(
 ) -> list[torch.Tensor]:
     """Columns as train.py's samples: the input, the reconstruction, one toggle per attribute (test_int 1)."""
     x, labels = fixed
-    _, conds = attributes.grid(conditioning(cfg), cfg.attrs, labels.cpu().numpy(), reconstruction=True)
+    _, conds = grids.grid(conditioning(cfg), cfg.attrs, labels.cpu().numpy(), reconstruction=True)
     G = state.models["G"]
     return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in conds]
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import attributes
+from faceedit import attributes, grids
 from faceedit.models import stgan
 from faceedit.training import losses
 from faceedit.training.checkpoint import TrainState, frozen, release_model
@@ -108,7 +108,7 @@ def sample(
 ) -> list[torch.Tensor]:
     """Columns as the port's training samples: the input, then each create_labels difference x thres_int."""
     x, labels = fixed
-    _, conds = attributes.grid(
+    _, conds = grids.grid(
         conditioning(cfg), cfg.attrs, labels.cpu().numpy(), intensity=cfg.thres_int, reconstruction=False
     )
     G = state.models["G"]

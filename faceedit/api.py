@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceedit import attributes, expressions, grids, images, pipeline, sources
+from faceedit import attributes, expressions, grids, images, pipeline, render, sources
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.errors import FaceeditError, InputError, NoFaceError, UsageError
 from faceedit.pipeline import Pipeline, StageTimes, default_workers, plan_jobs  # noqa: F401 (re-exported)
@@ -474,7 +474,7 @@ def _write_photo(
 
 def _write_mosaic(plan: OutputPlan, target: Path, columns: Sequence[Sequence[np.ndarray]]) -> Path:
     grid = _side_path(plan, target, "grid")
-    images.write(grid, _mosaic(columns), overwrite=plan.overwrite)
+    images.write(grid, render.mosaic(columns), overwrite=plan.overwrite)
     return grid
 
 
@@ -490,19 +490,6 @@ def _grid_specs(request: EditRequest) -> list[attributes.EditSpec]:
     ]
     combined = [request.spec] if len(singles) != 1 else []
     return [reconstruction, *singles, *combined]
-
-
-def _mosaic(columns: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
-    """Columns of equally sized HWC crops -> one image (faces as rows), 2 px white gutters."""
-    rows = len(columns[0])
-    size = columns[0][0].shape[0]
-    gap = 2
-    out = np.full((rows * (size + gap) - gap, len(columns) * (size + gap) - gap, 3), 255, np.uint8)
-    for c, column in enumerate(columns):
-        for r, crop in enumerate(column):
-            y, x = r * (size + gap), c * (size + gap)
-            out[y : y + size, x : x + size] = images.to_uint8(np.asarray(crop))[..., :3]
-    return out
 
 
 def _write_crops(prepared: Prepared, edited: Sequence[np.ndarray], plan: OutputPlan) -> list[Path]:
@@ -654,16 +641,5 @@ def _write_anime_grid(
     inputs = [_whole_crop(prepared, size)] if request.whole else [a.crop for a in prepared.aligned]
     columns = [inputs, outputs]
     if heatmaps is not None:
-        columns.append([_heatmap_image(h, size) for h in heatmaps])
+        columns.append([render.heatmap_image(h, size) for h in heatmaps])
     return _write_mosaic(plan, prepared.target, columns)
-
-
-def _heatmap_image(heatmap: Any, size: int) -> np.ndarray:
-    """U-GAT-IT's own visualisation: min-max normalise, resize, JET colour map."""
-    import cv2
-
-    h = np.asarray(heatmap, np.float32).reshape(heatmap.shape[-2:])
-    h = h - h.min()
-    h = h / max(float(h.max()), 1e-8)
-    h = cv2.resize((h * 255).astype(np.uint8), (size, size))
-    return cv2.cvtColor(cv2.applyColorMap(h, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

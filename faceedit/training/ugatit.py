@@ -8,11 +8,11 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from faceedit import render
 from faceedit.models import ugatit
 from faceedit.training import losses
 from faceedit.training.checkpoint import TrainState, frozen, release_model
@@ -141,13 +141,8 @@ def clip_rho(*generators: nn.Module) -> None:
 
 def _heatmap(cam: torch.Tensor, size: int) -> torch.Tensor:
     """CAM heatmaps [N,1,h,w] -> jet-coloured images [N,3,S,S] in [-1,1] (the official ``cam()``)."""
-    images = []
-    for h in cam[:, 0].float().cpu().numpy():
-        h = h - h.min()
-        h = (h / max(float(h.max()), 1e-12) * 255).astype(np.uint8)
-        jet = cv2.applyColorMap(cv2.resize(h, (size, size)), cv2.COLORMAP_JET)[:, :, ::-1]
-        images.append(torch.from_numpy(jet.copy()).permute(2, 0, 1))
-    return torch.stack(images).to(cam.device).float() / 127.5 - 1
+    jets = [render.heatmap_image(h, size) for h in cam[:, 0].float().cpu().numpy()]
+    return torch.from_numpy(np.stack(jets)).permute(0, 3, 1, 2).to(cam.device).float() / 127.5 - 1
 
 
 def sample(

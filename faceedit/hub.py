@@ -669,7 +669,7 @@ def _build_tf(s: _Session, card: ModelCard, folder: Path) -> str:
     The index (whose sha256 is checked against the card or the ledger) holds every tensor's crc32c,
     so the ranged bytes are as well pinned as the index itself.
     """
-    from faceedit.tfremote import import_ugatit_from_hub
+    from faceedit.convert.tf_remote import import_ugatit_from_hub
 
     src = card.source
     pin_key, revision = _pinned_revision(s, card)

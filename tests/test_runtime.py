@@ -188,7 +188,7 @@ def test_fast_path_reproduces_the_ugatit_fixtures(fixtures_dir: Path, kind: str)
 
 
 def test_fast_path_reproduces_tensorflow(fixtures_dir: Path) -> None:
-    from faceedit.tfimport import import_tf_checkpoint
+    from faceedit.convert.tf_plans import import_tf_checkpoint
 
     tf_dir = fixtures_dir / "tf"
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceedit import tfckpt
-from faceedit.errors import CheckpointError
-from faceedit.tfckpt import (
+from faceedit.convert import tf_bundle as tfckpt
+from faceedit.convert.tf_bundle import (
     crc32c,
     looks_like_tf_checkpoint,
     mask_crc,
@@ -23,6 +22,7 @@ from faceedit.tfckpt import (
     snappy_decompress,
     unmask_crc,
 )
+from faceedit.errors import CheckpointError
 
 # name: (dtype, shape, offset, size, stored masked crc) — fixtures/tf/README.md, basic/
 BASIC = {

@@ -11,11 +11,11 @@ import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 
-from faceedit import tfremote
+from faceedit.convert import tf_remote as tfremote
+from faceedit.convert.tf_bundle import TensorEntry, open_checkpoint
+from faceedit.convert.tf_plans import import_tf_checkpoint, is_slot
+from faceedit.convert.tf_remote import FetchStats, Segment, import_ugatit_from_hub, plan_requests
 from faceedit.errors import CheckpointError, ModelUnavailableError
-from faceedit.tfckpt import TensorEntry, open_checkpoint
-from faceedit.tfimport import import_tf_checkpoint, is_slot
-from faceedit.tfremote import FetchStats, Segment, import_ugatit_from_hub, plan_requests
 from tests.rangeserver import FakeHub
 
 FOLDER = "UGATIT_selfie2anime_tiny_smoothing"

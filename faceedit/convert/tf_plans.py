@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceedit.convert.tf_bundle import TensorEntry, looks_like_tf_checkpoint, open_checkpoint
 from faceedit.errors import CheckpointError, UsageError
-from faceedit.tfckpt import TensorEntry, looks_like_tf_checkpoint, open_checkpoint
 
 if TYPE_CHECKING:
     import torch

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from faceedit import __version__
-from faceedit.errors import CheckpointError, ModelUnavailableError
-from faceedit.tfckpt import (
+from faceedit.convert.tf_bundle import (
     BundleIndex,
     TensorEntry,
     parse_checkpoint_state,
@@ -31,6 +30,7 @@ from faceedit.tfckpt import (
     read_entry,
     shard_name,
 )
+from faceedit.errors import CheckpointError, ModelUnavailableError
 
 if TYPE_CHECKING:
     import httpx2
@@ -595,7 +595,7 @@ def import_ugatit_from_hub(
     ``direction`` A2B (selfie -> anime) reads scope ``generator_B``, B2A reads ``generator_A``. The Adam
     slots and discriminators stay on the server. ``smoothing`` defaults to the folder name's ``_smoothing``.
     """
-    from faceedit import tfimport
+    from faceedit.convert import tf_plans as tfimport
 
     if offline:
         raise ModelUnavailableError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from faceedit.convert.tf_prefix import parse_checkpoint_state as parse_checkpoint_state  # old import path
+from faceedit.convert.tf_prefix import resolve_prefix
 from faceedit.errors import CheckpointError
 
 log = logging.getLogger("faceedit")
@@ -477,74 +478,6 @@ def _decode_strings(entry: TensorEntry, raw: bytes) -> tuple[np.ndarray, int]:
 
 
 # ------------------------------------------------------------------------------------ checkpoint files
-
-_SHARD_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
-_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.MULTILINE)
-
-
-def parse_checkpoint_state(text: str) -> str:
-    """``model_checkpoint_path`` of a TF ``checkpoint`` text file (CheckpointState): the newest prefix."""
-    match = _STATE_LINE.search(text)
-    if not match:
-        raise CheckpointError(
-            "the 'checkpoint' file names no model_checkpoint_path",
-            "pass the checkpoint prefix or its .index file instead",
-        )
-    return _unescape_text_proto(match.group(1))
-
-
-def _unescape_text_proto(text: str) -> str:
-    # Text-format strings escape quotes, backslashes and non-ASCII bytes (octal); paths rarely need it.
-    out = bytearray()
-    pieces = re.split(r"(\\(?:[0-7]{1,3}|x[0-9a-fA-F]{1,2}|.))", text)
-    for piece in pieces:
-        if not piece.startswith("\\") or len(piece) < 2:
-            out += piece.encode("utf-8")
-        elif piece[1] in "01234567":
-            out.append(int(piece[1:], 8) & 0xFF)
-        elif piece[1] == "x":
-            out.append(int(piece[2:], 16))
-        else:
-            out += {"n": b"\n", "t": b"\t", "r": b"\r"}.get(piece[1], piece[1].encode("utf-8"))
-    return out.decode("utf-8", errors="replace")
-
-
-def resolve_prefix(path: Path | str) -> Path:
-    """Checkpoint prefix from a prefix, its ``.index``/``.data-*``/``.meta`` path, or a run folder."""
-    p = Path(path)
-    if p.is_dir():
-        return _prefix_in_folder(p)
-    name = _SHARD_SUFFIX.sub("", p.name)
-    for suffix in (".index", ".meta"):
-        name = name.removesuffix(suffix)
-    prefix = p.with_name(name)
-    if not prefix.with_name(name + ".index").is_file():
-        raise CheckpointError(
-            f"{path}: no TensorFlow checkpoint here (missing {prefix.name}.index)",
-            "pass the checkpoint prefix, its .index file, or the folder holding 'checkpoint'",
-        )
-    return prefix
-
-
-def _prefix_in_folder(folder: Path) -> Path:
-    state = folder / "checkpoint"
-    if state.is_file():
-        named = Path(parse_checkpoint_state(state.read_text(encoding="utf-8", errors="replace")))
-        # Absolute paths point into the author's machine; the files sit next to the state file.
-        candidates = [named, folder / named] if named.is_absolute() else [folder / named]
-        candidates.append(folder / named.name)
-        for prefix in candidates:
-            if prefix.with_name(prefix.name + ".index").is_file():
-                return prefix
-        raise CheckpointError(
-            f"{state} names {named}, but {named.name}.index is not in {folder}",
-            "download the complete checkpoint folder",
-        )
-    indexes = sorted(folder.glob("*.index"))
-    if len(indexes) == 1:
-        return indexes[0].with_suffix("")
-    found = "no .index file" if not indexes else f"{len(indexes)} .index files"
-    raise CheckpointError(f"{folder}: no 'checkpoint' file and {found}", "pass the checkpoint prefix itself")
 
 
 def looks_like_tf_checkpoint(path: Path | str) -> bool:

@@ -25,11 +25,11 @@ from faceedit import __version__
 from faceedit.convert.tf_bundle import (
     BundleIndex,
     TensorEntry,
-    parse_checkpoint_state,
     parse_index,
     read_entry,
     shard_name,
 )
+from faceedit.convert.tf_prefix import choose_prefix
 from faceedit.errors import CheckpointError, ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -144,40 +144,37 @@ def discover_prefix(
     token: bool | str | None = None,
     offline: bool = False,
 ) -> str:
-    """The newest checkpoint prefix of a hub folder, from its ``checkpoint`` file or its only ``.index``."""
+    """The newest checkpoint prefix of a hub folder (:func:`~faceedit.convert.tf_prefix.choose_prefix`)."""
     folder = folder.strip("/")
-    state_file = f"{folder}/checkpoint" if folder else "checkpoint"
+    where = f"{repo_id}/{folder}"
     try:
         state = _download(
-            repo_id, state_file, revision=revision, endpoint=endpoint, token=token, offline=offline
+            repo_id,
+            f"{folder}/checkpoint" if folder else "checkpoint",
+            revision=revision,
+            endpoint=endpoint,
+            token=token,
+            offline=offline,
         )
     except ModelUnavailableError as e:
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
         if offline or not isinstance(e.__cause__, RemoteEntryNotFoundError):  # not merely unreachable
             raise
-        return _only_index_in(repo_id, folder, revision=revision, endpoint=endpoint, token=token)
-    # The state file may hold the author's absolute path; the files sit next to it.
-    return Path(parse_checkpoint_state(state.read_text(encoding="utf-8", errors="replace"))).name
+        return choose_prefix(where, None, _files_in(repo_id, folder, revision, endpoint, token))
+    return choose_prefix(where, state.read_text(encoding="utf-8", errors="replace"), [])
 
 
-def _only_index_in(
-    repo_id: str, folder: str, *, revision: str | None, endpoint: str | None, token: bool | str | None
-) -> str:
+def _files_in(
+    repo_id: str, folder: str, revision: str | None, endpoint: str | None, token: bool | str | None
+) -> list[str]:
+    """Names of the files directly inside ``folder`` of the repo."""
     from huggingface_hub import HfApi
 
     with _hub_errors(f"{repo_id}/{folder}"):
         files = HfApi(endpoint=endpoint, token=token).list_repo_files(repo_id, revision=revision)
-    inside = [f for f in files if f.startswith(f"{folder}/" if folder else "") and f.endswith(".index")]
-    names = [
-        f.rsplit("/", 1)[-1].removesuffix(".index") for f in inside if f.count("/") == folder.count("/") + 1
-    ]
-    if len(names) != 1:
-        found = "no checkpoint" if not names else f"{len(names)} checkpoints ({', '.join(sorted(names))})"
-        raise ModelUnavailableError(
-            f"{repo_id}/{folder}: no 'checkpoint' file and {found}", "name the checkpoint prefix explicitly"
-        )
-    return names[0]
+    inside = [f for f in files if f.startswith(f"{folder}/" if folder else "")]
+    return [f.rsplit("/", 1)[-1] for f in inside if f.count("/") == folder.count("/") + (1 if folder else 0)]
 
 
 def open_remote_checkpoint(

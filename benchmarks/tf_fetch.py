@@ -52,7 +52,7 @@ def index_parse() -> None:
 
 
 def crc_speed() -> None:
-    from faceedit.convert import tf_bundle as tfckpt
+    from faceedit.convert import tf_codecs as tfckpt
 
     data = np.random.default_rng(0).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
     fast = _best(lambda: tfckpt.crc32c(data), 3)

@@ -347,15 +347,6 @@ def resolve_detector(name: str | None = None) -> str:
     return chosen
 
 
-def resolve_device(device: str | None = "auto") -> str:
-    """ "auto" -> cuda when available, else cpu."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 @functools.lru_cache(maxsize=4)
 def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
     """The (cached, built once per process) backend called ``name``."""
@@ -364,7 +355,9 @@ def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
         return MtcnnBackend()
     if name == "yunet":
         return YunetBackend()
-    return FanBackend(resolve_device(device), name.partition(":")[2] or "sfd")
+    from faceedit.runtime import resolve_device
+
+    return FanBackend(str(resolve_device(device)), name.partition(":")[2] or "sfd")
 
 
 def _resize_for_detection(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:

@@ -296,9 +296,9 @@ def _fan_offline_error(detector: str, cause: BaseException | None = None) -> Mod
 
 
 def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("FACEEDIT_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    from faceedit import settings
+
+    return settings.offline()
 
 
 def fetch_fan_weights(detector: str = "sfd", progress: bool = True) -> list[Path]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from faceedit import __version__
+from faceedit import __version__, hubnet, settings
 from faceedit.convert.tf_bundle import (
     BundleIndex,
     TensorEntry,
@@ -50,36 +50,6 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 # ----------------------------------------------------------------------------------- hub plumbing
 
 
-@contextlib.contextmanager
-def _hub_errors(what: str) -> Iterator[None]:
-    """Hub/network exceptions -> one-line ModelUnavailableError that says what to do."""
-    import httpx2
-    from huggingface_hub import errors as hf_errors
-
-    try:
-        yield
-    except hf_errors.GatedRepoError as e:
-        raise ModelUnavailableError(f"{what}: the repository is gated", "log in with `hf auth login`") from e
-    except hf_errors.RepositoryNotFoundError as e:
-        raise ModelUnavailableError(f"{what}: repository not found (or private)", "check the repo id") from e
-    except hf_errors.RevisionNotFoundError as e:
-        raise ModelUnavailableError(f"{what}: revision not found", "check the revision") from e
-    except hf_errors.RemoteEntryNotFoundError as e:
-        raise ModelUnavailableError(f"{what}: file not found on the hub", "check the folder name") from e
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as e:
-        raise ModelUnavailableError(
-            f"{what}: not cached and the hub cannot be reached (offline?)", "connect once, then it is cached"
-        ) from e
-    except hf_errors.HfHubHTTPError as e:
-        raise ModelUnavailableError(f"{what}: {_one_line(e)}", "try again later") from e
-    except httpx2.HTTPError as e:  # transport errors of the hub's HTTP client
-        raise ModelUnavailableError(f"{what}: {_one_line(e)}", "check your connection and retry") from e
-    except OSError as e:  # a failed consistency check, a full disk
-        raise ModelUnavailableError(
-            f"{what}: {_one_line(e)}", "check the connection and free disk space"
-        ) from e
-
-
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -96,7 +66,8 @@ def _download(
 ) -> Path:
     from huggingface_hub import hf_hub_download
 
-    with _hub_errors(f"{repo_id}/{filename}"):
+    errors = hubnet.hub_errors(repo_id, filename, revision=revision, endpoint=endpoint, offline=offline)
+    with errors, hubnet.bounded():
         return Path(
             hf_hub_download(
                 repo_id,
@@ -171,7 +142,7 @@ def _files_in(
     """Names of the files directly inside ``folder`` of the repo."""
     from huggingface_hub import HfApi
 
-    with _hub_errors(f"{repo_id}/{folder}"):
+    with hubnet.hub_errors(repo_id, folder, revision=revision, endpoint=endpoint), hubnet.bounded():
         files = HfApi(endpoint=endpoint, token=token).list_repo_files(repo_id, revision=revision)
     inside = [f for f in files if f.startswith(f"{folder}/" if folder else "")]
     return [f.rsplit("/", 1)[-1] for f in inside if f.count("/") == folder.count("/") + (1 if folder else 0)]
@@ -242,13 +213,6 @@ def plan_requests(segments: Iterable[Segment], max_gap: int = MERGE_GAP) -> list
 # -------------------------------------------------------------------------------- the partial store
 
 
-def _cache_root() -> Path:
-    root = os.environ.get("FACEEDIT_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faceedit"
-
-
 class PartialStore:
     """Fetched tensor bytes on disk, keyed by the data file's ETag, so an interrupted fetch resumes.
 
@@ -258,7 +222,7 @@ class PartialStore:
 
     def __init__(self, repo_id: str, data_file: str, etag: str, root: Path | None = None) -> None:
         key = hashlib.sha256(f"{repo_id}\0{data_file}\0{etag}".encode()).hexdigest()[:24]
-        self.folder = (root or _cache_root()) / "tf-ranges" / key
+        self.folder = (root or settings.cache_root()) / "tf-ranges" / key
         self.folder.mkdir(parents=True, exist_ok=True)
         about = self.folder / "source.json"
         if not about.exists():
@@ -486,7 +450,8 @@ def _fetch_shard(
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     data_file = remote.data_file(shard)
-    with _hub_errors(f"{remote.repo_id}/{data_file}"):
+    errors = hubnet.hub_errors(remote.repo_id, data_file, revision=remote.revision, endpoint=endpoint)
+    with errors, hubnet.bounded():
         meta = get_hf_file_metadata(
             hf_hub_url(remote.repo_id, data_file, revision=remote.revision, endpoint=endpoint),
             token=token,
@@ -510,7 +475,9 @@ def _fetch_shard(
         for request in plan_requests(missing, max_gap):
             writer = _RangeWriter(request, store, advance)
             try:
-                with _hub_errors(f"{remote.repo_id}/{data_file}"):
+                with hubnet.hub_errors(
+                    remote.repo_id, data_file, revision=remote.revision, endpoint=endpoint
+                ):
                     fetcher.run(request, writer)
             finally:
                 writer.close()

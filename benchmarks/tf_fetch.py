@@ -88,7 +88,7 @@ def _full_generator_b() -> list:
 def plans() -> None:
     from faceedit.convert.tf_bundle import open_checkpoint
     from faceedit.convert.tf_plans import is_slot
-    from faceedit.convert.tf_remote import Segment, plan_requests
+    from faceedit.convert.tf_ranges import Segment, plan_requests
 
     tiny = [e for n, e in open_checkpoint(TF / "ugatit_tiny").entries.items()
             if n.startswith("generator_B/") and not is_slot(n)]  # fmt: skip

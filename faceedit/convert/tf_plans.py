@@ -2,7 +2,8 @@
 
 Plans (key maps, layouts, configuration) are made from the index alone, names and shapes, and checked
 against the model they build before a single tensor is read; so a hub checkpoint is vetted before its
-gigabyte is fetched. Facts: shared/reference/tf-import.md §3-4.
+gigabyte is fetched. Facts: shared/reference/tf-import.md §3-4. The layout ops are ``tf_layout``;
+U-GAT-IT's key rules live beside its model (``models.ugatit.tf_key_rules``).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from faceedit.convert.tf_bundle import TensorEntry, looks_like_tf_checkpoint, open_checkpoint
+from faceedit.convert.tf_layout import ImportPlan, Rule, _op_shape, convert
 from faceedit.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -55,62 +56,6 @@ def detect_arch(entries: Mapping[str, TensorEntry]) -> str | None:
 def is_slot(name: str) -> bool:
     """Adam's moment slots (``<var>/Adam``, ``<var>/Adam_1``), which sort right after their variable."""
     return name.endswith(SLOT_SUFFIXES)
-
-
-# ------------------------------------------------------------------------------------------ the plan
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One state-dict key filled from one TF variable through a layout op."""
-
-    key: str
-    tf: str
-    op: str  # copy | kernel | dense | fc_nhwc | vec | rho_ada | rho_lin
-
-
-@dataclass(frozen=True)
-class ImportPlan:
-    """Everything needed to convert: constructor kwargs and the key map (TF names are full names)."""
-
-    arch: str
-    generator_kwargs: dict[str, Any]
-    rules: tuple[Rule, ...]
-    fc_grid: tuple[int, int, int] | None = None  # (H, W, C) of U-GAT-IT's flattened bottleneck
-    smoothing: bool = True
-
-    @property
-    def names(self) -> list[str]:
-        """TF tensors to read, in first-use order."""
-        return list(dict.fromkeys(r.tf for r in self.rules))
-
-
-def _op_shape(op: str, shape: tuple[int, ...], plan: ImportPlan) -> tuple[int, ...]:
-    if op == "kernel":  # conv HWIO -> OIHW; conv-transpose [kh,kw,out,in] -> [in,out,kh,kw]: same permutation
-        return (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape
-    if op in ("dense", "fc_nhwc"):
-        return tuple(reversed(shape))
-    if op in ("vec", "rho_ada", "rho_lin"):
-        return (1, shape[0], 1, 1) if len(shape) == 1 else shape
-    return shape
-
-
-def _op_apply(op: str, value: np.ndarray, plan: ImportPlan) -> np.ndarray:
-    if op == "kernel":
-        return value.transpose(3, 2, 0, 1)
-    if op == "dense":
-        return value.T
-    if op == "fc_nhwc":  # TF flattens the bottleneck as (h, w, c), the port as (c, h, w)
-        h, w, c = plan.fc_grid
-        return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(value.shape[1], -1)
-    if op in ("rho_ada", "rho_lin"):
-        rho = np.clip(value, 0.0, 1.0)  # the training constraint; values outside it are clipped by TF too
-        if op == "rho_ada" and plan.smoothing:  # taki0112 since 3014f4a: forward uses clip(rho - 0.1, 0, 1)
-            rho = np.clip(rho - 0.1, 0.0, 1.0)
-        return rho.reshape(1, -1, 1, 1)
-    if op == "vec":
-        return value.reshape(1, -1, 1, 1)
-    return value
 
 
 def plan_import(
@@ -191,48 +136,9 @@ def plan_ugatit(
 
 
 def _ugatit_rules(s: str, n_res: int, light: bool) -> list[Rule]:
-    def conv(tf: str, key: str) -> list[Rule]:
-        return [
-            Rule(f"{key}.weight", f"{s}{tf}/conv2d/kernel", "kernel"),
-            Rule(f"{key}.bias", f"{s}{tf}/conv2d/bias", "copy"),
-        ]
+    from faceedit.models import ugatit
 
-    def affine(tf: str, key: str) -> list[Rule]:
-        return [Rule(f"{key}.weight", f"{s}{tf}/gamma", "copy"), Rule(f"{key}.bias", f"{s}{tf}/beta", "copy")]
-
-    def dense(tf: str, key: str, op: str = "dense") -> list[Rule]:
-        return [
-            Rule(f"{key}.weight", f"{s}{tf}/dense/kernel", op),
-            Rule(f"{key}.bias", f"{s}{tf}/dense/bias", "copy"),
-        ]
-
-    rules = conv("conv", "DownBlock.1") + affine("ins_norm", "DownBlock.2")
-    rules += conv("conv_0", "DownBlock.5") + affine("ins_norm_0", "DownBlock.6")
-    rules += conv("conv_1", "DownBlock.9") + affine("ins_norm_1", "DownBlock.10")
-    for i in range(n_res):
-        block, tf = f"DownBlock.{12 + i}.conv_block", f"resblock_{i}"
-        rules += conv(f"{tf}/res1/conv_0", f"{block}.1") + affine(f"{tf}/res1/instance_norm", f"{block}.2")
-        rules += conv(f"{tf}/res2/conv_0", f"{block}.5") + affine(f"{tf}/res2/instance_norm", f"{block}.6")
-    for fc in ("gap_fc", "gmp_fc"):  # one TF CAM layer, re-used for both pooled branches
-        rules += [
-            Rule(f"{fc}.weight", f"{s}CAM_logit/kernel", "dense"),
-            Rule(f"{fc}.bias", f"{s}CAM_logit/bias", "copy"),
-        ]
-    rules += conv("conv_1x1", "conv1x1")
-    rules += dense("MLP/linear_0", "FC.0", "dense" if light else "fc_nhwc") + dense("MLP/linear_1", "FC.2")
-    rules += dense("MLP/gamma", "gamma") + dense("MLP/beta", "beta")
-    for i in range(n_res):
-        block, tf = f"UpBlock1_{i + 1}", f"adaptive_resblock{i}"
-        for half, n in (("res1", 1), ("res2", 2)):
-            rules += conv(f"{tf}/{half}/conv_0", f"{block}.conv{n}")
-            rules.append(Rule(f"{block}.norm{n}.rho", f"{s}{tf}/{half}/instance_layer_norm/rho", "rho_ada"))
-    for j, (conv_i, norm_i) in enumerate(((2, 3), (7, 8))):
-        rules += conv(f"up_conv_{j}", f"UpBlock2.{conv_i}")
-        rules.append(Rule(f"UpBlock2.{norm_i}.rho", f"{s}layer_ins_norm_{j}/rho", "rho_lin"))
-        rules += [
-            Rule(f"UpBlock2.{norm_i}.{p}", f"{s}layer_ins_norm_{j}/{p}", "vec") for p in ("gamma", "beta")
-        ]
-    return rules + conv("G_logit", "UpBlock2.11")
+    return [Rule(key, tf, op) for key, tf, op in ugatit.tf_key_rules(s, n_res, light)]
 
 
 def _note_extras(entries: Mapping[str, TensorEntry], scope: str | tuple[str, ...], used: set[str]) -> None:
@@ -388,39 +294,6 @@ def check_plan(plan: ImportPlan, entries: Mapping[str, TensorEntry]) -> None:
             + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""),
             _HINT,
         )
-
-
-def convert(plan: ImportPlan, tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """TF arrays (by name) -> our state dict. Arrays are released as they are used (1 GiB U-GAT-IT FC)."""
-    import torch
-
-    uses: dict[str, int] = {}
-    for rule in plan.rules:
-        uses[rule.tf] = uses.get(rule.tf, 0) + 1
-    state, out_of_range = {}, []
-    for rule in plan.rules:
-        value = tensors[rule.tf]
-        if rule.op.startswith("rho") and (value.min() < 0 or value.max() > 1):
-            out_of_range.append(rule.tf)  # training clips rho to [0, 1] after every step
-        state[rule.key] = torch.from_numpy(
-            np.ascontiguousarray(_op_apply(rule.op, value, plan), dtype=np.float32)
-        )
-        uses[rule.tf] -= 1
-        if not uses[rule.tf]:
-            del tensors[rule.tf]
-    if out_of_range:
-        log.warning("rho outside [0, 1] (clipped, as TF's constraint does): %s", _few(out_of_range))
-    _warn_rho(plan, state)
-    return state
-
-
-def _warn_rho(plan: ImportPlan, state: dict[str, torch.Tensor]) -> None:
-    if plan.arch == "ugatit" and plan.smoothing:
-        saturated = [
-            k for k, v in state.items() if k.endswith(".rho") and ".norm" in k and bool((v == 0).all())
-        ]
-        if saturated:  # the pre-2019-08-14 code stored rho in [0, 0.9] and never subtracted 0.1
-            log.info("%d AdaLIN rho vectors are all zero after smoothing", len(saturated))
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -418,3 +418,53 @@ class FusedGenerator(nn.Module):
 def fused(generator: ResnetGenerator) -> FusedGenerator:
     """The fused inference form of an eval-mode ``generator`` (a shared copy: see runtime.optimise)."""
     return FusedGenerator(generator).eval()
+
+
+# ------------------------------------------------------------------------------ TF original's key map
+
+
+def tf_key_rules(s: str, n_res: int, light: bool) -> list[tuple[str, str, str]]:
+    """(state-dict key, TF variable, layout op) for taki0112's generator under scope ``s`` (e.g.
+    ``generator_B/``) with ``n_res`` blocks; ops are convert.tf_plans' (kernel, dense, fc_nhwc, vec,
+    rho_ada, rho_lin, copy). shared/reference/tf-import.md §3.2."""
+
+    def conv(tf: str, key: str) -> list[tuple[str, str, str]]:
+        return [
+            (f"{key}.weight", f"{s}{tf}/conv2d/kernel", "kernel"),
+            (f"{key}.bias", f"{s}{tf}/conv2d/bias", "copy"),
+        ]
+
+    def affine(tf: str, key: str) -> list[tuple[str, str, str]]:
+        return [(f"{key}.weight", f"{s}{tf}/gamma", "copy"), (f"{key}.bias", f"{s}{tf}/beta", "copy")]
+
+    def dense(tf: str, key: str, op: str = "dense") -> list[tuple[str, str, str]]:
+        return [
+            (f"{key}.weight", f"{s}{tf}/dense/kernel", op),
+            (f"{key}.bias", f"{s}{tf}/dense/bias", "copy"),
+        ]
+
+    rules = conv("conv", "DownBlock.1") + affine("ins_norm", "DownBlock.2")
+    rules += conv("conv_0", "DownBlock.5") + affine("ins_norm_0", "DownBlock.6")
+    rules += conv("conv_1", "DownBlock.9") + affine("ins_norm_1", "DownBlock.10")
+    for i in range(n_res):
+        block, tf = f"DownBlock.{12 + i}.conv_block", f"resblock_{i}"
+        rules += conv(f"{tf}/res1/conv_0", f"{block}.1") + affine(f"{tf}/res1/instance_norm", f"{block}.2")
+        rules += conv(f"{tf}/res2/conv_0", f"{block}.5") + affine(f"{tf}/res2/instance_norm", f"{block}.6")
+    for fc in ("gap_fc", "gmp_fc"):  # one TF CAM layer, re-used for both pooled branches
+        rules += [
+            (f"{fc}.weight", f"{s}CAM_logit/kernel", "dense"),
+            (f"{fc}.bias", f"{s}CAM_logit/bias", "copy"),
+        ]
+    rules += conv("conv_1x1", "conv1x1")
+    rules += dense("MLP/linear_0", "FC.0", "dense" if light else "fc_nhwc") + dense("MLP/linear_1", "FC.2")
+    rules += dense("MLP/gamma", "gamma") + dense("MLP/beta", "beta")
+    for i in range(n_res):
+        block, tf = f"UpBlock1_{i + 1}", f"adaptive_resblock{i}"
+        for half, n in (("res1", 1), ("res2", 2)):
+            rules += conv(f"{tf}/{half}/conv_0", f"{block}.conv{n}")
+            rules.append((f"{block}.norm{n}.rho", f"{s}{tf}/{half}/instance_layer_norm/rho", "rho_ada"))
+    for j, (conv_i, norm_i) in enumerate(((2, 3), (7, 8))):
+        rules += conv(f"up_conv_{j}", f"UpBlock2.{conv_i}")
+        rules.append((f"UpBlock2.{norm_i}.rho", f"{s}layer_ins_norm_{j}/rho", "rho_lin"))
+        rules += [(f"UpBlock2.{norm_i}.{p}", f"{s}layer_ins_norm_{j}/{p}", "vec") for p in ("gamma", "beta")]
+    return rules + conv("G_logit", "UpBlock2.11")

@@ -36,10 +36,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # ------------------------------------------------------------------------------------ locations
 
-cache_root = settings.cache_root  # old names: the settings module reads the environment
-hub_endpoint = settings.endpoint
-is_offline = settings.offline
-
 
 def converted_dir(name: str) -> Path:
     """Where the model folder converted from card ``name``'s official files is kept."""
@@ -86,7 +82,7 @@ class Ledger:
     """
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or cache_root() / "ledger.json"
+        self.path = path or settings.cache_root() / "ledger.json"
         self.data = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -269,16 +265,12 @@ def _download(s: _Session, repo_id: str, filename: str, revision: str | None) ->
             "--force downloads again and needs the network", "drop --offline / unset HF_HUB_OFFLINE"
         )
     _network_checks(s)
-    errors = hubnet.hub_errors(
-        repo_id,
-        filename,
-        label=s.label,
-        get=_get_hint(s),
-        endpoint=s.endpoint,
-        offline=s.offline,
-        revision=revision,
-    )
-    with errors, hubnet.bounded(), hubnet.download_bar(f"{s.label}: {filename}", s.progress) as bar:
+    bar_label = f"{s.label}: {filename}"
+    with (
+        _hub_errors(s, repo_id, filename, revision),
+        hubnet.bounded(),
+        hubnet.download_bar(bar_label, s.progress) as bar,
+    ):
         path = hf_hub_download(
             repo_id,
             filename,

@@ -62,10 +62,15 @@ def bounded(connect: float | None = None, read: float | None = None) -> Iterator
 
 def _install_client() -> None:
     """Give huggingface_hub an HTTP client whose transport applies :func:`bounded` (public API:
-    ``set_client_factory``; the library's request hooks are kept)."""
+    ``set_client_factory``; the library's request hooks are kept). Not behind a proxy (HTTPS_PROXY &
+    co.), where the library's own client and the proxy's timeouts stay in charge."""
+    import urllib.request
+
     import httpx2
     from huggingface_hub import get_session, set_client_factory
 
+    if urllib.request.getproxies():  # a custom transport would drop httpx's proxy mounts: leave it be
+        return
     client = get_session()
     if isinstance(getattr(client, "_faceedit_bounded", None), bool):
         return

@@ -23,8 +23,14 @@ from tests import fakehub
 SPEC = "hf:test/ours"
 
 
+class SilentHub(str):
+    """The endpoint URL of a server that accepts every connection and never sends a byte."""
+
+    connections: list[socket.socket]
+
+
 @pytest.fixture
-def silent_hub() -> Iterator[str]:
+def silent_hub() -> Iterator[SilentHub]:
     """An endpoint that accepts every connection and never sends a byte."""
     server = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
@@ -40,7 +46,9 @@ def silent_hub() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    url = SilentHub(f"http://127.0.0.1:{server.getsockname()[1]}")
+    url.connections = held
+    yield url
     stop.set()
     thread.join()
     for conn in held:
@@ -66,7 +74,7 @@ def net_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(settings.TIMEOUT_VAR, "1")
 
 
-def test_a_hub_that_never_answers_fails_in_two_timeouts(net_env: None, silent_hub: str) -> None:
+def test_a_hub_that_never_answers_fails_in_two_timeouts(net_env: None, silent_hub: SilentHub) -> None:
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as info:
         hub.resolve(SPEC, endpoint=silent_hub, progress=False)
@@ -74,6 +82,7 @@ def test_a_hub_that_never_answers_fails_in_two_timeouts(net_env: None, silent_hu
     assert elapsed < 6, elapsed  # one try + one retry of 1 s each (397 s before)
     assert "did not answer" in info.value.message and info.value.exit_code == 4
     assert settings.TIMEOUT_VAR in info.value.hint and "\n" not in str(info.value)
+    assert len(silent_hub.connections) == 2  # one try, one retry: nothing was cached
 
 
 def test_a_closed_port_fails_at_once(net_env: None, closed_port: str) -> None:

@@ -103,7 +103,8 @@ def precision_name(dtype: torch.dtype) -> str:
 
 def _fold_batchnorm(module: nn.Module) -> None:
     """Every ``conv -> eval BatchNorm`` pair inside an ``nn.Sequential`` becomes one convolution
-    (torch.nn.utils.fusion), recursively; the folded convs are new modules, the rest is shared."""
+    (torch.nn.utils.fusion), recursively, and a ReLU right after a conv runs in place; the folded
+    convs are new modules, every other tensor is shared."""
     for name, child in module.named_children():
         if isinstance(child, nn.Sequential):
             setattr(module, name, _folded_sequential(child))
@@ -114,21 +115,19 @@ def _fold_batchnorm(module: nn.Module) -> None:
 def _folded_sequential(seq: nn.Sequential) -> nn.Sequential:
     out: list[nn.Module] = []
     for item in seq:
-        if isinstance(item, nn.BatchNorm2d) and out and _foldable(out[-1], item):
+        after_conv = bool(out) and isinstance(out[-1], nn.Conv2d | nn.ConvTranspose2d)
+        if isinstance(item, nn.BatchNorm2d) and after_conv and _foldable(out[-1], item):
             out[-1] = fuse_conv_bn_eval(out[-1], item, transpose=isinstance(out[-1], nn.ConvTranspose2d))
             continue
+        if isinstance(item, nn.ReLU | nn.LeakyReLU) and after_conv:
+            item.inplace = True  # a copy's module; the conv's output is a fresh tensor: one pass less
         _fold_batchnorm(item)
         out.append(item)
     return nn.Sequential(*out)
 
 
-def _foldable(conv: nn.Module | None, bn: nn.BatchNorm2d) -> bool:
-    return (
-        isinstance(conv, nn.Conv2d | nn.ConvTranspose2d)
-        and not bn.training
-        and bn.track_running_stats
-        and bn.running_mean is not None
-    )
+def _foldable(conv: nn.Module, bn: nn.BatchNorm2d) -> bool:
+    return not (conv.training or bn.training) and bn.track_running_stats and bn.running_mean is not None
 
 
 def _shared_copy(module: nn.Module) -> nn.Module:

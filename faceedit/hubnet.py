@@ -72,7 +72,7 @@ def _install_client() -> None:
     if urllib.request.getproxies():  # a custom transport would drop httpx's proxy mounts: leave it be
         return
     client = get_session()
-    if isinstance(getattr(client, "_faceedit_bounded", None), bool):
+    if getattr(client, "_faceedit_bounded", False):
         return
     hooks = client.event_hooks
 

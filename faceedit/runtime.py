@@ -143,7 +143,7 @@ def optimise(generator: nn.Module, arch: str, *, channels_last: bool = False) ->
 
     BatchNorm is folded into the convolutions before it; an architecture whose module defines
     ``fused(generator)`` (U-GAT-IT, STGAN: where benchmarks/generators.py measured a gain) gets its
-    fused inference form. ``channels_last`` is the caller's input layout (convs follow the input's).
+    fused inference form. ``channels_last``: the caller's input layout, which the conv weights then share.
     """
     if generator.training:
         raise ValueError("optimise() folds eval-mode statistics: call generator.eval() first")
@@ -152,7 +152,19 @@ def optimise(generator: nn.Module, arch: str, *, channels_last: bool = False) ->
     fast = _shared_copy(generator)
     _fold_batchnorm(fast)
     fused = getattr(models.ARCHS.get(arch), "fused", None)
-    return (fused(fast) if fused is not None else fast).eval()
+    fast = fused(fast) if fused is not None else fast
+    if channels_last:
+        _channels_last_weights(fast)
+    return fast.eval()
+
+
+def _channels_last_weights(module: nn.Module) -> None:
+    """Conv weights of the copy in channels_last, as its inputs are: oneDNN would otherwise reorder
+    them on every call. New tensors on the copy's modules; the original's stay as they are."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d):
+            weight = conv.weight.detach().contiguous(memory_format=torch.channels_last)
+            conv.weight = nn.Parameter(weight, requires_grad=False)
 
 
 _optimise = optimise  # Engine's keyword argument of the same name hides the function

@@ -58,9 +58,7 @@ def header(title: str, device: Any) -> None:
         print(f"GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}")
     from faceedit import runtime
 
-    print(
-        f"native bf16 on this CPU (oneDNN): {runtime.cpu_has_native_bf16()}, NNPACK: {runtime.nnpack_ready()}"
-    )
+    print(f"native bf16 on this CPU (oneDNN): {runtime.cpu_has_native_bf16()}")
 
 
 def _cpu_name() -> str:

@@ -36,7 +36,7 @@ def _best(fn: Callable[[], object], repeat: int = 5) -> float:
 def index_parse() -> None:
     import gzip
 
-    from faceedit.tfckpt import parse_index
+    from faceedit.convert.tf_bundle import parse_index
 
     multiblock = gzip.decompress((TF / "multiblock" / "model.ckpt-7.index.gz").read_bytes())
     samples = {
@@ -52,7 +52,7 @@ def index_parse() -> None:
 
 
 def crc_speed() -> None:
-    from faceedit import tfckpt
+    from faceedit.convert import tf_codecs as tfckpt
 
     data = np.random.default_rng(0).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
     fast = _best(lambda: tfckpt.crc32c(data), 3)
@@ -70,7 +70,7 @@ def crc_speed() -> None:
 
 def _full_generator_b() -> list:
     """Entries of generator_B and its slots for the released model (ch 64, 4 res blocks, 256 px)."""
-    from faceedit.tfckpt import TensorEntry
+    from faceedit.convert.tf_bundle import TensorEntry
 
     sys.path.insert(0, str(REPO / "tests"))
     from tests.test_tfimport import _ugatit_layout  # the §3.2 table, written independently of tfimport
@@ -86,9 +86,9 @@ def _full_generator_b() -> list:
 
 
 def plans() -> None:
-    from faceedit.tfckpt import open_checkpoint
-    from faceedit.tfimport import is_slot
-    from faceedit.tfremote import Segment, plan_requests
+    from faceedit.convert.tf_bundle import open_checkpoint
+    from faceedit.convert.tf_plans import is_slot
+    from faceedit.convert.tf_ranges import Segment, plan_requests
 
     tiny = [e for n, e in open_checkpoint(TF / "ugatit_tiny").entries.items()
             if n.startswith("generator_B/") and not is_slot(n)]  # fmt: skip
@@ -108,7 +108,7 @@ def plans() -> None:
 def loopback_fetch() -> None:
     from huggingface_hub import constants
 
-    from faceedit import tfremote
+    from faceedit.convert import tf_remote as tfremote
     from tests.rangeserver import FakeHub
 
     constants.HF_HUB_OFFLINE = False
@@ -139,7 +139,7 @@ def convert_full() -> None:
     """Convert a full-size generator (random values, 1.1 GB): time and peak memory of the numpy/torch side."""
     import resource
 
-    from faceedit.tfimport import build_model, plan_import
+    from faceedit.convert.tf_plans import build_model, plan_import
     from tests.test_tfimport import _index, _ugatit_layout
 
     entries = _index(_ugatit_layout("generator_B/"), with_slots=False)

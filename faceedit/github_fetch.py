@@ -44,7 +44,7 @@ def git_blob_id(path: Path) -> str:
 
 
 def cache_path(card: ModelCard, f: SourceFile) -> Path:
-    from faceedit.hub import cache_root
+    from faceedit.settings import cache_root
 
     src = card.source
     return cache_root() / "github" / (src.repo_id or "") / (src.folder or "") / f.path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from faceedit.errors import UsageError
 
@@ -30,9 +29,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # on the CPU fp32 (bf16 without AVX512-BF16/AMX runs ~100x slower than fp32; where those exist the gain is
 # unmeasured, so it stays opt-in); on CUDA fp16 autocast (image differences in the README's table).
 AUTO_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
-NNPACK_MODES = ("off", "auto", "always")
 # Memory layout of the fast path per (device type, arch), by measurement: on the CPU channels_last speeds
-# up oneDNN's transposed convs (AttGAN, STGAN) while NNPACK needs NCHW (StarGAN, U-GAT-IT).
+# up oneDNN's transposed convs (AttGAN, STGAN).
 CHANNELS_LAST = {
     "cpu": {"stargan": False, "attgan": True, "stgan": True, "ugatit": False},
     "cuda": {"stargan": True, "attgan": True, "stgan": True, "ugatit": True},
@@ -40,11 +38,14 @@ CHANNELS_LAST = {
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def resolve_device(spec: str | None = "auto") -> torch.device:
-    """``auto`` -> the first CUDA device when there is one, else the CPU; ``cuda[:N]`` is checked."""
+def resolve_device(spec: str | None = "auto", local_rank: int | None = None) -> torch.device:
+    """``auto`` -> the first CUDA device when there is one, else the CPU; ``cuda[:N]`` is checked.
+    ``local_rank`` (torchrun) picks the GPU that ``auto``/``cuda`` mean for this process."""
     text = (spec or "auto").strip().lower()
     if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cuda" and local_rank is not None and torch.cuda.is_available():
+        text = f"cuda:{local_rank}"
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError):
@@ -97,280 +98,36 @@ def precision_name(dtype: torch.dtype) -> str:
     return {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[str(dtype)]
 
 
-# ------------------------------------------------------------------------------------ fast modules
+# ------------------------------------------------------------------------------------ fast copy
 
 
-def nnpack_pays(batch: int, c_in: int, c_out: int, pixels: int) -> bool:
-    """Whether NNPACK (Winograd / FFT) beats oneDNN for a stride-1 fp32 conv on the CPU, by measurement
-    (benchmarks/generators.py, 2-core AVX2 EPYC): 1.2-1.5x for 3x3 and 7x7 kernels from 8 images of at
-    least 16x16 on; 1.5-1.9x for one image of at least 64x64 with 16+ input channels; 2.4-2.9x for
-    7x7 layers down to RGB at any batch; 1.2-1.7x for 7x7 layers from RGB (+ labels) from 4 images on.
-    Slower for 2-4 images of wide layers, for one image from RGB, and for maps under 16x16."""
-    if c_in < 16:
-        return batch >= 4
-    if c_out < 16:
-        return True
-    if batch >= 8:
-        return pixels >= 16 * 16
-    return batch == 1 and pixels >= 64 * 64
+def _fold_batchnorm(module: nn.Module) -> None:
+    """Every ``conv -> eval BatchNorm`` pair inside an ``nn.Sequential`` becomes one convolution
+    (torch.nn.utils.fusion), recursively, and a ReLU right after a conv runs in place; the folded
+    convs are new modules, every other tensor is shared."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Sequential):
+            setattr(module, name, _folded_sequential(child))
+        else:
+            _fold_batchnorm(child)
 
 
-@functools.cache
-def nnpack_ready() -> bool:
-    """NNPACK is built in and initialised (its op fails until ``_nnpack_available`` has run once)."""
-    try:
-        return bool(torch._nnpack_available())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _activation(module: nn.Module) -> tuple[str, float] | None:
-    """(name, slope) of an element-wise activation module that can run in place, else None."""
-    if isinstance(module, nn.ReLU):
-        return ("relu", 0.0)
-    if isinstance(module, nn.LeakyReLU):
-        return ("lrelu", float(module.negative_slope))
-    if isinstance(module, nn.Sigmoid):
-        return ("sigmoid", 0.0)
-    if isinstance(module, nn.Tanh):
-        return ("tanh", 0.0)
-    return None
-
-
-def _apply_act(y: torch.Tensor, act: tuple[str, float] | None) -> torch.Tensor:
-    if act is None:
-        return y
-    name, slope = act
-    if name == "relu":
-        return y.relu_()
-    if name == "lrelu":
-        return F.leaky_relu_(y, slope)
-    return torch.sigmoid_(y) if name == "sigmoid" else torch.tanh_(y)
-
-
-class Conv(nn.Module):
-    """A convolution or transposed convolution with fixed weights (eval BatchNorm folded in), followed by
-    an optional in-place activation. ``nnpack``: "auto" sends stride-1 fp32 convs on the CPU to NNPACK
-    where :func:`nnpack_pays`, "always" wherever it can run (tests), "off" never.
-    """
-
-    def __init__(
-        self,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        *,
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        transposed: bool = False,
-        output_padding: tuple[int, int] = (0, 0),
-        act: tuple[str, float] | None = None,
-        nnpack: str = "off",
-        channels_last: bool = False,
-    ) -> None:
-        super().__init__()
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.register_buffer("weight", weight.detach().contiguous(memory_format=fmt))
-        self.register_buffer("bias", None if bias is None else bias.detach().contiguous())
-        self.stride, self.padding, self.output_padding = stride, padding, output_padding
-        self.transposed, self.act = transposed, act
-        stride_one = tuple(stride) == (1, 1) and not transposed
-        self.nnpack = nnpack if stride_one and nnpack != "off" and nnpack_ready() else "off"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _apply_act(self._conv(x), self.act)
-
-    def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        if self.nnpack != "off" and self._nnpack_for(x):
-            try:
-                return torch._nnpack_spatial_convolution(x, self.weight, self.bias, list(self.padding))
-            except RuntimeError:  # a shape NNPACK refuses: oneDNN takes it from now on
-                self.nnpack = "off"
-        if self.transposed:
-            return F.conv_transpose2d(
-                x, self.weight, self.bias, self.stride, self.padding, self.output_padding
-            )
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-
-    def _nnpack_for(self, x: torch.Tensor) -> bool:
-        if not _nnpack_input(x, self.weight):
-            return False
-        c_out, c_in = self.weight.shape[:2]
-        return self.nnpack == "always" or nnpack_pays(x.shape[0], c_in, c_out, x.shape[2] * x.shape[3])
-
-
-def _nnpack_input(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and x.is_contiguous()
-        and not torch.is_autocast_enabled("cpu")
-    )
-
-
-def _folded(conv: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weights and bias of ``bn(conv(x))`` as one convolution (eval BatchNorm is an affine map)."""
-    weight, bias = conv.weight, conv.bias
-    if bn is None:
-        return weight, bias
-    scale = bn.running_var.add(bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    transposed = isinstance(conv, nn.ConvTranspose2d)
-    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
-    with torch.no_grad():
-        return weight * scale.reshape(shape), shift if bias is None else bias * scale + shift
-
-
-def _foldable_bn(module: nn.Module) -> bool:
-    return (
-        isinstance(module, nn.BatchNorm2d)
-        and not module.training
-        and module.track_running_stats
-        and module.running_mean is not None
-    )
-
-
-def fast_conv(
-    conv: nn.Module,
-    bn: nn.Module | None = None,
-    act: tuple[str, float] | None = None,
-    *,
-    nnpack: str = "off",
-    channels_last: bool = False,
-) -> Conv:
-    """``act(bn(conv(x)))`` as one :class:`Conv` (``conv``: an ``nn.Conv2d`` or ``nn.ConvTranspose2d``)."""
-    if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros":
-        raise ValueError(f"unsupported convolution {conv}")
-    weight, bias = _folded(conv, bn)
-    transposed = isinstance(conv, nn.ConvTranspose2d)
-    padding = tuple(conv.padding)
-    if transposed and tuple(conv.stride) == (1, 1) and tuple(conv.output_padding) == (0, 0):
-        # A stride-1 transposed conv is a conv with the kernel flipped and in/out swapped (STGAN's last).
-        k = weight.shape[-2:]
-        weight = weight.transpose(0, 1).flip(2, 3)
-        padding, transposed = (k[0] - 1 - padding[0], k[1] - 1 - padding[1]), False
-    return Conv(
-        weight,
-        bias,
-        stride=tuple(conv.stride),
-        padding=padding,
-        transposed=transposed,
-        output_padding=tuple(conv.output_padding) if transposed else (0, 0),
-        act=act,
-        nnpack=nnpack,
-        channels_last=channels_last,
-    )
-
-
-def _fuse_sequential(seq: nn.Sequential, options: dict[str, Any]) -> nn.Sequential:
-    """Conv [+ eval BatchNorm] [+ activation] runs -> :class:`Conv`; norms -> fused norms; recursive."""
-    items, out, i = list(seq), [], 0
-    while i < len(items):
-        module = items[i]
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            bn = items[i + 1] if i + 1 < len(items) and _foldable_bn(items[i + 1]) else None
-            j = i + 1 + (bn is not None)
-            act = _activation(items[j]) if j < len(items) else None
-            out.append(fast_conv(module, bn, act, **options))
-            i = j + (act is not None)
+def _folded_sequential(seq: nn.Sequential) -> nn.Sequential:
+    out: list[nn.Module] = []
+    for item in seq:
+        after_conv = bool(out) and isinstance(out[-1], nn.Conv2d | nn.ConvTranspose2d)
+        if isinstance(item, nn.BatchNorm2d) and after_conv and _foldable(out[-1], item):
+            out[-1] = fuse_conv_bn_eval(out[-1], item, transpose=isinstance(out[-1], nn.ConvTranspose2d))
             continue
-        norm = _fast_norm(module, options["channels_last"])
-        if norm is not None:
-            act = _activation(items[i + 1]) if i + 1 < len(items) else None
-            norm.relu = act is not None and act[0] == "relu"
-            out.append(norm)
-            i += 1 + norm.relu
-            continue
-        _fuse_children(module, options)
-        out.append(module)
-        i += 1
+        if isinstance(item, nn.ReLU | nn.LeakyReLU) and after_conv:
+            item.inplace = True  # a copy's module; the conv's output is a fresh tensor: one pass less
+        _fold_batchnorm(item)
+        out.append(item)
     return nn.Sequential(*out)
 
 
-def _fuse_children(module: nn.Module, options: dict[str, Any]) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, nn.Sequential):
-            setattr(module, name, _fuse_sequential(child, options))
-        else:
-            _fuse_children(child, options)
-
-
-class FastNorm(nn.Module):
-    """The generators' per-image norms from one statistics pass and one ``x*a + b`` pass (+ ReLU).
-
-    ``rho`` mixes instance and layer statistics (U-GAT-IT's LIN/AdaLIN; 1 = instance norm); layer
-    statistics are derived exactly from the per-channel ones; ``correction`` 1 = torch.var's unbiased
-    divisor. ``gamma``/``beta`` are per channel ``[1,C,1,1]`` or come per image with the call ``[N,C]``.
-    """
-
-    def __init__(
-        self,
-        eps: float,
-        correction: int,
-        rho: torch.Tensor | None = None,
-        gamma: torch.Tensor | None = None,
-        beta: torch.Tensor | None = None,
-        relu: bool = False,
-    ) -> None:
-        super().__init__()
-        self.eps, self.correction, self.relu = float(eps), int(correction), relu
-        for name, value in (("rho", rho), ("gamma", gamma), ("beta", beta)):
-            self.register_buffer(name, None if value is None else value.detach())  # shared, not copied
-
-    def forward(
-        self, x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        scale, shift = self._affine(x)
-        g = self.gamma if gamma is None else gamma[:, :, None, None]
-        b = self.beta if beta is None else beta[:, :, None, None]
-        if g is not None:
-            scale, shift = scale * g, shift * g
-        if b is not None:
-            shift = shift + b
-        out = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
-        return out.relu_() if self.relu else out
-
-    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per (image, channel) ``a, b`` with norm(x) = a*x + b, computed in float32 (or float64)."""
-        stats = x.to(torch.promote_types(x.dtype, torch.float32))
-        var, mean = torch.var_mean(stats, dim=(2, 3), keepdim=True, correction=self.correction)
-        inv = (var + self.eps).rsqrt()
-        if self.rho is None:
-            return inv, -mean * inv
-        hw, c = x.shape[2] * x.shape[3], x.shape[1]
-        ln_mean = mean.mean(dim=1, keepdim=True)
-        squares = var * (hw - self.correction) + hw * (mean - ln_mean).square()
-        ln_inv = (squares.sum(dim=1, keepdim=True) / (c * hw - self.correction) + self.eps).rsqrt()
-        rho = self.rho.to(inv.dtype)
-        scale = rho * inv + (1 - rho) * ln_inv
-        return scale, -(rho * mean * inv + (1 - rho) * ln_mean * ln_inv)
-
-
-def _fast_norm(module: nn.Module, channels_last: bool = False) -> FastNorm | None:
-    """A :class:`FastNorm` computing ``module``, else None: U-GAT-IT's ILN and TF instance norm always;
-    per-image instance norms too in channels_last (PyTorch's would copy to NCHW and back each time)."""
-    from faceedit.models import ugatit
-    from faceedit.models.layers import InstanceNorm2dPerImage
-
-    if isinstance(module, ugatit.ILN):
-        return FastNorm(module.eps, int(module.unbiased_var), module.rho, module.gamma, module.beta)
-    per_image = isinstance(module, InstanceNorm2dPerImage) or (
-        isinstance(module, nn.InstanceNorm2d) and not module.track_running_stats
-    )
-    if isinstance(module, ugatit.AffineInstanceNorm) or (channels_last and per_image):
-        shape = (1, module.num_features, 1, 1)
-        weight, bias = (module.weight, module.bias) if module.affine else (None, None)
-        return FastNorm(
-            module.eps,
-            0,
-            gamma=None if weight is None else weight.view(shape),
-            beta=None if bias is None else bias.view(shape),
-        )
-    return None
+def _foldable(conv: nn.Module, bn: nn.BatchNorm2d) -> bool:
+    return not (conv.training or bn.training) and bn.track_running_stats and bn.running_mean is not None
 
 
 def _shared_copy(module: nn.Module) -> nn.Module:
@@ -380,112 +137,34 @@ def _shared_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-class FastSTU(nn.Module):
-    """STGAN's selective transfer unit with the reset and update gates as one convolution (same inputs)."""
-
-    def __init__(self, cell: nn.Module, options: dict[str, Any]) -> None:
-        super().__init__()
-        self.upsample = fast_conv(cell.upsample, **options)
-        parts = [self._gate_parts(cell.reset_gate), self._gate_parts(cell.update_gate)]
-        weight = torch.cat([parts[0][0], parts[1][0]])
-        bias = None if parts[0][1] is None else torch.cat([parts[0][1], parts[1][1]])
-        conv = cell.reset_gate[0]
-        self.gates = Conv(
-            weight, bias, stride=(1, 1), padding=tuple(conv.padding), act=("sigmoid", 0.0), **options
-        )
-        self.hidden = _fuse_sequential(cell.hidden, options)
-
-    @staticmethod
-    def _gate_parts(gate: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return _folded(gate[0], gate[1] if len(gate) == 3 else None)
-
-    def forward(
-        self, input: torch.Tensor, old_state: torch.Tensor, attr: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        from faceedit.models.layers import tile
-
-        state_hat = self.upsample(torch.cat([old_state, tile(attr, old_state)], dim=1))
-        r, z = self.gates(torch.cat([input, state_hat], dim=1)).chunk(2, dim=1)
-        new_state = r * state_hat
-        hidden = self.hidden(torch.cat([input, new_state], dim=1))
-        return torch.lerp(state_hat, hidden, z), new_state
-
-
-class FastResnetAdaILNBlock(nn.Module):
-    """U-GAT-IT's AdaLIN residual block with fast convs and one-pass norms (ReLU fused into the first)."""
-
-    def __init__(self, block: nn.Module, options: dict[str, Any]) -> None:
-        super().__init__()
-        self.pad = block.pad1
-        self.conv1 = fast_conv(block.conv1, **options)
-        self.conv2 = fast_conv(block.conv2, **options)
-        n1, n2 = block.norm1, block.norm2
-        self.norm1 = FastNorm(n1.eps, int(n1.unbiased_var), n1.rho, relu=True)
-        self.norm2 = FastNorm(n2.eps, int(n2.unbiased_var), n2.rho)
-
-    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        out = self.norm1(self.conv1(self.pad(x)), gamma, beta)
-        return self.norm2(self.conv2(self.pad(out)), gamma, beta).add_(x)
-
-
-class FastUGATIT(nn.Module):
-    """U-GAT-IT's generator with the CAM re-weighting folded into the 1x1 conv (exact: both are linear)."""
-
-    def __init__(self, g: nn.Module, options: dict[str, Any]) -> None:
-        super().__init__()
-        self.light = g.light
-        self.DownBlock = _fuse_sequential(g.DownBlock, options)
-        self.gap_fc, self.gmp_fc, self.FC, self.gamma, self.beta = g.gap_fc, g.gmp_fc, g.FC, g.gamma, g.beta
-        # conv1x1(cat[x * w_gap, x * w_gmp]) = conv1x1'(x) with W' = W[:, :C] * w_gap + W[:, C:] * w_gmp.
-        c = g.conv1x1.out_channels
-        w = g.conv1x1.weight[:, :, 0, 0]
-        with torch.no_grad():
-            gap, gmp = g._cam_weight(g.gap_fc)[:, :, 0, 0], g._cam_weight(g.gmp_fc)[:, :, 0, 0]
-            merged = (w[:, :c] * gap + w[:, c:] * gmp)[:, :, None, None]
-        self.conv1x1 = Conv(
-            merged,
-            g.conv1x1.bias,
-            stride=(1, 1),
-            padding=(0, 0),
-            act=("relu", 0.0),
-            channels_last=options["channels_last"],
-        )
-        self.blocks = nn.ModuleList(
-            FastResnetAdaILNBlock(getattr(g, f"UpBlock1_{k + 1}"), options) for k in range(g.n_blocks)
-        )
-        self.UpBlock2 = _fuse_sequential(g.UpBlock2, options)
-
-    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.DownBlock(input)
-        gap_logit = self.gap_fc(x.mean(dim=(2, 3)))
-        gmp_logit = self.gmp_fc(x.amax(dim=(2, 3)))
-        x = self.conv1x1(x)
-        heatmap = torch.sum(x, dim=1, keepdim=True)
-        x_ = x.mean(dim=(2, 3)) if self.light else x.contiguous().flatten(1)  # (C, H, W) order
-        x_ = self.FC(x_)
-        gamma, beta = self.gamma(x_), self.beta(x_)
-        for block in self.blocks:
-            x = block(x, gamma, beta)
-        return self.UpBlock2(x), torch.cat([gap_logit, gmp_logit], 1), heatmap
-
-
-def optimise(
-    generator: nn.Module, arch: str, *, nnpack: str = "off", channels_last: bool = False
-) -> nn.Module:
+def optimise(generator: nn.Module, arch: str, *, channels_last: bool = False) -> nn.Module:
     """A fast copy of ``generator`` (eval mode, same call signature and outputs); ``generator`` is left
-    untouched and shares its unchanged tensors (U-GAT-IT's 1 GB FC weight is not copied)."""
-    if nnpack not in NNPACK_MODES:
-        raise ValueError(f"nnpack must be one of {NNPACK_MODES}, not {nnpack!r}")
-    options = {"nnpack": nnpack, "channels_last": channels_last}
+    untouched and shares its unchanged tensors (U-GAT-IT's 1 GB FC weight is not copied).
+
+    BatchNorm is folded into the convolutions before it; an architecture whose module defines
+    ``fused(generator)`` (U-GAT-IT, STGAN: where benchmarks/generators.py measured a gain) gets its
+    fused inference form. ``channels_last``: the caller's input layout, which the conv weights then share.
+    """
     if generator.training:
         raise ValueError("optimise() folds eval-mode statistics: call generator.eval() first")
+    from faceedit import models
+
     fast = _shared_copy(generator)
-    if arch == "ugatit":
-        return FastUGATIT(fast, options).eval()
-    _fuse_children(fast, options)
-    if arch == "stgan" and getattr(fast, "use_stu", False):
-        fast.stu = nn.ModuleList(FastSTU(cell, options) for cell in fast.stu)
+    _fold_batchnorm(fast)
+    fused = getattr(models.ARCHS.get(arch), "fused", None)
+    fast = fused(fast) if fused is not None else fast
+    if channels_last:
+        _channels_last_weights(fast)
     return fast.eval()
+
+
+def _channels_last_weights(module: nn.Module) -> None:
+    """Conv weights of the copy in channels_last, as its inputs are: oneDNN would otherwise reorder
+    them on every call. New tensors on the copy's modules; the original's stay as they are."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d):
+            weight = conv.weight.detach().contiguous(memory_format=torch.channels_last)
+            conv.weight = nn.Parameter(weight, requires_grad=False)
 
 
 _optimise = optimise  # Engine's keyword argument of the same name hides the function
@@ -574,7 +253,6 @@ class Engine:
         compile: bool = False,
         cuda_graphs: bool = False,
         channels_last: bool | None = None,
-        nnpack: str = "auto",
     ) -> None:
         self.model = model
         self.device = resolve_device(device)
@@ -589,14 +267,7 @@ class Engine:
         self.channels_last = layout if channels_last is None else channels_last
         self.generator: Callable[..., Any] = model.generator
         if optimise:
-            # NNPACK only for eager fp32 on the CPU (torch.compile picks its own kernels).
-            cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
-            self.generator = _optimise(
-                model.generator,
-                arch,
-                nnpack=nnpack if cpu_fp32 and not compile else "off",
-                channels_last=self.channels_last,
-            )
+            self.generator = _optimise(model.generator, arch, channels_last=self.channels_last)
         if compile:
             self.generator = self._compiled(self.generator)
         self.cuda_graphs = bool(cuda_graphs) and on_cuda

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceedit import __version__, specs
+from faceedit.convert.tf_prefix import find_prefix as tf_checkpoint_prefix
 from faceedit.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -57,28 +58,6 @@ def import_checkpoint(arch: str, path: Path | str, **overrides: Any) -> FaceMode
     if arch == "attcls":  # published as a TF checkpoint only
         raise UsageError(f"{path} is not a TensorFlow checkpoint", f"pass {EXPECTED[arch]}")
     return IMPORTERS[arch](path, overrides)
-
-
-def tf_checkpoint_prefix(path: Path) -> Path | None:
-    """The TF checkpoint prefix ``path`` designates (``.index``/``.data-*`` file, bare prefix, or a
-    folder with a ``checkpoint`` state file or a single ``.index``), else None."""
-    if path.is_file() and path.suffix == ".index":
-        return path.with_suffix("")
-    if path.is_file() and re.search(r"\.data-\d{5}-of-\d{5}$", path.name):
-        return path.with_name(path.name.rsplit(".data-", 1)[0])
-    if not path.exists() and path.with_name(path.name + ".index").is_file():
-        return path
-    if path.is_dir():
-        state = path / "checkpoint"
-        if state.is_file():
-            match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', state.read_text(errors="replace"), re.M)
-            if match:
-                prefix = Path(match.group(1))
-                return prefix if prefix.is_absolute() else path / prefix.name
-        indexes = sorted(path.glob("*.index"))
-        if len(indexes) == 1:
-            return indexes[0].with_suffix("")
-    return None
 
 
 def import_tf_checkpoint(arch: str, prefix: Path, **overrides: Any) -> FaceModel:

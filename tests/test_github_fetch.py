@@ -17,7 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from faceedit import github_fetch, hub, models, registry
+from faceedit import github_fetch, hub, models, registry, store
 from faceedit.cli import app
 from faceedit.errors import CheckpointError, ModelUnavailableError
 
@@ -75,7 +75,7 @@ def github(fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         for f in real.source.files
     )
     card = dataclasses.replace(real, source=dataclasses.replace(real.source, files=files))
-    monkeypatch.setattr(hub, "get_card", lambda name: card if name.strip().lower() == CARD else real)
+    monkeypatch.setattr(store, "get_card", lambda name: card if name.strip().lower() == CARD else real)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("FACEEDIT_CACHE", str(tmp_path / "cache"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from faceedit import hub, models
+from faceedit import hub, hubnet, models
 from faceedit.errors import CheckpointError, ModelUnavailableError, UsageError
 from tests import fakehub
 from tests.fakehub import (
@@ -235,7 +235,7 @@ def test_download_progress_bridge_forwards_bytes_to_rich(monkeypatch: pytest.Mon
 
     seen: list[float] = []
     monkeypatch.setattr(Progress, "advance", lambda self, task, n: seen.append(n))
-    with hub._download_bar("stargan-tiny: g.pth", enabled=True) as cls:
+    with hubnet.download_bar("stargan-tiny: g.pth", enabled=True) as cls:
         bar = cls(total=300, desc="g.pth", unit="B", unit_scale=True, initial=0, name="huggingface_hub")
         bar.update(100)
         bar.update(200)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceedit import tfckpt
-from faceedit.errors import CheckpointError
-from faceedit.tfckpt import (
+from faceedit.convert import tf_bundle as tfckpt
+from faceedit.convert import tf_codecs
+from faceedit.convert.tf_bundle import (
     crc32c,
     looks_like_tf_checkpoint,
     mask_crc,
@@ -23,6 +23,7 @@ from faceedit.tfckpt import (
     snappy_decompress,
     unmask_crc,
 )
+from faceedit.errors import CheckpointError
 
 # name: (dtype, shape, offset, size, stored masked crc) — fixtures/tf/README.md, basic/
 BASIC = {
@@ -145,8 +146,8 @@ def test_crc32c_known_values_and_fallback_agree() -> None:
     assert crc32c(b"123456789") == 0xE3069283
     data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
     assert crc32c(data[4000:], crc32c(data[:4000])) == crc32c(data)
-    assert tfckpt._crc32c_extend_py(0, data) == crc32c(data)
-    assert tfckpt._crc32c_extend_py(crc32c(data[:123]), data[123:]) == crc32c(data)
+    assert tf_codecs._crc32c_extend_py(0, data) == crc32c(data)
+    assert tf_codecs._crc32c_extend_py(crc32c(data[:123]), data[123:]) == crc32c(data)
     for value in (0, 1, 0xE3069283, 0xFFFFFFFF):
         assert unmask_crc(mask_crc(value)) == value
 

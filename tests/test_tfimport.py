@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from faceedit import models
-from faceedit.errors import CheckpointError, UsageError
-from faceedit.tfckpt import TensorEntry, open_checkpoint
-from faceedit.tfimport import (
+from faceedit.convert.tf_bundle import TensorEntry, open_checkpoint
+from faceedit.convert.tf_plans import (
     detect_arch,
     import_tf_checkpoint,
     is_slot,
@@ -22,6 +21,7 @@ from faceedit.tfimport import (
     plan_import,
     ugatit_tensor_names,
 )
+from faceedit.errors import CheckpointError, UsageError
 
 # The tolerances of fixtures/tf/README.md. U-GAT-IT meets 4e-6 because the TF variant's encoder
 # instance norm computes in TF's order (x * inv + (beta - mean * inv)); see models/ugatit.py.

@@ -11,11 +11,13 @@ import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 
-from faceedit import tfremote
+from faceedit.convert import tf_ranges
+from faceedit.convert import tf_remote as tfremote
+from faceedit.convert.tf_bundle import TensorEntry, open_checkpoint
+from faceedit.convert.tf_plans import import_tf_checkpoint, is_slot
+from faceedit.convert.tf_ranges import FetchStats, Segment, plan_requests
+from faceedit.convert.tf_remote import import_ugatit_from_hub
 from faceedit.errors import CheckpointError, ModelUnavailableError
-from faceedit.tfckpt import TensorEntry, open_checkpoint
-from faceedit.tfimport import import_tf_checkpoint, is_slot
-from faceedit.tfremote import FetchStats, Segment, import_ugatit_from_hub, plan_requests
 from tests.rangeserver import FakeHub
 
 FOLDER = "UGATIT_selfie2anime_tiny_smoothing"
@@ -34,7 +36,7 @@ def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Talk to the loopback hub (conftest makes the session offline) with a private faceedit cache."""
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("FACEEDIT_CACHE", str(tmp_path / "faceedit-cache"))
-    monkeypatch.setattr(tfremote, "RETRY_WAIT", 0.0)
+    monkeypatch.setattr(tf_ranges, "RETRY_WAIT", 0.0)
 
 
 @pytest.fixture
@@ -242,10 +244,10 @@ def test_plan_merges_small_gaps_per_shard_only() -> None:
 
 def test_received_bytes_land_in_the_right_tensor(tmp_path: Path) -> None:
     entries = [_entry(0, 4), _entry(10, 8)]
-    store = tfremote.PartialStore("r", "f", "etag", tmp_path)
+    store = tf_ranges.PartialStore("r", "f", "etag", tmp_path)
     (request,) = plan_requests([Segment(e, e.offset) for e in entries], max_gap=100)
     seen = []
-    writer = tfremote._RangeWriter(request, store, seen.append)
+    writer = tf_ranges._RangeWriter(request, store, seen.append)
     blob = bytes(range(18))
     for piece in (blob[:3], blob[3:12], blob[12:]):
         writer.feed(piece)

@@ -278,9 +278,9 @@ def _fan_offline_error(detector: str, cause: BaseException | None = None) -> Mod
 
 
 def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("FACEEDIT_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    from faceedit import settings
+
+    return settings.offline()
 
 
 def fetch_fan_weights(detector: str = "sfd", progress: bool = True) -> list[Path]:
@@ -329,15 +329,6 @@ def resolve_detector(name: str | None = None) -> str:
     return chosen
 
 
-def resolve_device(device: str | None = "auto") -> str:
-    """ "auto" -> cuda when available, else cpu."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 @functools.lru_cache(maxsize=4)
 def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
     """The (cached, built once per process) backend called ``name``."""
@@ -346,7 +337,9 @@ def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
         return MtcnnBackend()
     if name == "yunet":
         return YunetBackend()
-    return FanBackend(resolve_device(device), name.partition(":")[2] or "sfd")
+    from faceedit.runtime import resolve_device
+
+    return FanBackend(str(resolve_device(device)), name.partition(":")[2] or "sfd")
 
 
 def _resize_for_detection(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:

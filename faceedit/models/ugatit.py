@@ -288,3 +288,183 @@ def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int | bool]
         "cam_bias": "gap_fc.bias" in state,
         "mlp_bias": "FC.0.bias" in state,
     }
+
+
+# ------------------------------------------------------------------------------ fused inference form
+# runtime.optimise() runs this copy on inference: the same function (tests/test_runtime.py, 1e-4 fp32,
+# 1e-9 float64) in fewer passes over memory. benchmarks/generators.py measures what it gains.
+
+
+class OnePassNorm(nn.Module):
+    """ILN / AdaLIN / instance norm from one statistics pass and one ``x*a + b`` pass (+ ReLU).
+
+    ``rho`` mixes instance and layer statistics (None = instance norm); the layer statistics are
+    derived exactly from the per-channel ones; ``correction`` 1 = torch.var's unbiased divisor.
+    ``gamma``/``beta`` are ``[1,C,1,1]`` or come per image with the call ``[N,C]``.
+    """
+
+    def __init__(self, eps: float, correction: int, rho=None, gamma=None, beta=None, relu=False) -> None:
+        super().__init__()
+        self.eps, self.correction, self.relu = float(eps), int(correction), relu
+        for name, value in (("rho", rho), ("gamma", gamma), ("beta", beta)):
+            self.register_buffer(name, None if value is None else value.detach())  # shared, not copied
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None):
+        scale, shift = self._affine(x)
+        g = self.gamma if gamma is None else gamma[:, :, None, None]
+        b = self.beta if beta is None else beta[:, :, None, None]
+        if g is not None:
+            scale, shift = scale * g, shift * g
+        if b is not None:
+            shift = shift + b
+        out = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+        return out.relu_() if self.relu else out
+
+    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (image, channel) ``a, b`` with norm(x) = a*x + b, computed in float32 (or float64)."""
+        stats = x.to(torch.promote_types(x.dtype, torch.float32))
+        var, mean = torch.var_mean(stats, dim=(2, 3), keepdim=True, correction=self.correction)
+        inv = (var + self.eps).rsqrt()
+        if self.rho is None:
+            return inv, -mean * inv
+        hw, c = x.shape[2] * x.shape[3], x.shape[1]
+        ln_mean = mean.mean(dim=1, keepdim=True)
+        squares = var * (hw - self.correction) + hw * (mean - ln_mean).square()
+        ln_inv = (squares.sum(dim=1, keepdim=True) / (c * hw - self.correction) + self.eps).rsqrt()
+        rho = self.rho.to(inv.dtype)
+        scale = rho * inv + (1 - rho) * ln_inv
+        return scale, -(rho * mean * inv + (1 - rho) * ln_mean * ln_inv)
+
+
+def _one_pass(module: nn.Module) -> OnePassNorm | None:
+    """The :class:`OnePassNorm` computing ``module`` (ILN, TF's affine instance norm), else None."""
+    if isinstance(module, ILN):
+        return OnePassNorm(module.eps, int(module.unbiased_var), module.rho, module.gamma, module.beta)
+    if isinstance(module, AffineInstanceNorm):
+        shape = (1, module.num_features, 1, 1)
+        return OnePassNorm(module.eps, 0, gamma=module.weight.view(shape), beta=module.bias.view(shape))
+    return None
+
+
+def _fused_sequential(seq: nn.Sequential) -> nn.Sequential:
+    """Norms -> :class:`OnePassNorm` with a following ReLU folded in; residual blocks recursively."""
+    items, out, i = list(seq), [], 0
+    while i < len(items):
+        norm = _one_pass(items[i])
+        if norm is None:
+            if isinstance(items[i], ResnetBlock):
+                items[i].conv_block = _fused_sequential(items[i].conv_block)
+            out.append(items[i])
+            i += 1
+            continue
+        norm.relu = i + 1 < len(items) and isinstance(items[i + 1], nn.ReLU)
+        out.append(norm)
+        i += 1 + norm.relu
+    return nn.Sequential(*out)
+
+
+class FusedAdaILNBlock(nn.Module):
+    """:class:`ResnetAdaILNBlock` with one-pass AdaLIN norms (ReLU folded into the first)."""
+
+    def __init__(self, block: ResnetAdaILNBlock) -> None:
+        super().__init__()
+        self.pad, self.conv1, self.conv2 = block.pad1, block.conv1, block.conv2
+        n1, n2 = block.norm1, block.norm2
+        self.norm1 = OnePassNorm(n1.eps, int(n1.unbiased_var), n1.rho, relu=True)
+        self.norm2 = OnePassNorm(n2.eps, int(n2.unbiased_var), n2.rho)
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        out = self.norm1(self.conv1(self.pad(x)), gamma, beta)
+        return self.norm2(self.conv2(self.pad(out)), gamma, beta).add_(x)
+
+
+class FusedGenerator(nn.Module):
+    """:class:`ResnetGenerator` with the CAM re-weighting folded into the 1x1 conv (exact: both are
+    linear) and one-pass norms. Built from an eval-mode generator whose tensors it shares (the full
+    model's 1 GB FC weight is not copied); same call and outputs."""
+
+    def __init__(self, g: ResnetGenerator) -> None:
+        super().__init__()
+        self.light = g.light
+        self.DownBlock = _fused_sequential(g.DownBlock)
+        self.gap_fc, self.gmp_fc, self.FC, self.gamma, self.beta = g.gap_fc, g.gmp_fc, g.FC, g.gamma, g.beta
+        # conv1x1(cat[x * w_gap, x * w_gmp]) = conv1x1'(x) with W' = W[:, :C] * w_gap + W[:, C:] * w_gmp.
+        c = g.conv1x1.out_channels
+        w = g.conv1x1.weight[:, :, 0, 0]
+        self.conv1x1 = nn.Conv2d(c, c, 1, bias=True, dtype=w.dtype).to(w.device)
+        with torch.no_grad():
+            gap, gmp = g._cam_weight(g.gap_fc)[:, :, 0, 0], g._cam_weight(g.gmp_fc)[:, :, 0, 0]
+            self.conv1x1.weight.copy_((w[:, :c] * gap + w[:, c:] * gmp)[:, :, None, None])
+            self.conv1x1.bias.copy_(g.conv1x1.bias)
+        self.blocks = nn.ModuleList(
+            FusedAdaILNBlock(getattr(g, f"UpBlock1_{k + 1}")) for k in range(g.n_blocks)
+        )
+        self.UpBlock2 = _fused_sequential(g.UpBlock2)
+
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.DownBlock(input)
+        gap_logit = self.gap_fc(x.mean(dim=(2, 3)))
+        gmp_logit = self.gmp_fc(x.amax(dim=(2, 3)))
+        x = self.conv1x1(x).relu_()
+        heatmap = torch.sum(x, dim=1, keepdim=True)
+        x_ = x.mean(dim=(2, 3)) if self.light else x.contiguous().flatten(1)  # (C, H, W) order
+        x_ = self.FC(x_)
+        gamma, beta = self.gamma(x_), self.beta(x_)
+        for block in self.blocks:
+            x = block(x, gamma, beta)
+        return self.UpBlock2(x), torch.cat([gap_logit, gmp_logit], 1), heatmap
+
+
+def fused(generator: ResnetGenerator) -> FusedGenerator:
+    """The fused inference form of an eval-mode ``generator`` (a shared copy: see runtime.optimise)."""
+    return FusedGenerator(generator).eval()
+
+
+# ------------------------------------------------------------------------------ TF original's key map
+
+
+def tf_key_rules(s: str, n_res: int, light: bool) -> list[tuple[str, str, str]]:
+    """(state-dict key, TF variable, layout op) for taki0112's generator under scope ``s`` (e.g.
+    ``generator_B/``) with ``n_res`` blocks; ops are convert.tf_plans' (kernel, dense, fc_nhwc, vec,
+    rho_ada, rho_lin, copy). shared/reference/tf-import.md §3.2."""
+
+    def conv(tf: str, key: str) -> list[tuple[str, str, str]]:
+        return [
+            (f"{key}.weight", f"{s}{tf}/conv2d/kernel", "kernel"),
+            (f"{key}.bias", f"{s}{tf}/conv2d/bias", "copy"),
+        ]
+
+    def affine(tf: str, key: str) -> list[tuple[str, str, str]]:
+        return [(f"{key}.weight", f"{s}{tf}/gamma", "copy"), (f"{key}.bias", f"{s}{tf}/beta", "copy")]
+
+    def dense(tf: str, key: str, op: str = "dense") -> list[tuple[str, str, str]]:
+        return [
+            (f"{key}.weight", f"{s}{tf}/dense/kernel", op),
+            (f"{key}.bias", f"{s}{tf}/dense/bias", "copy"),
+        ]
+
+    rules = conv("conv", "DownBlock.1") + affine("ins_norm", "DownBlock.2")
+    rules += conv("conv_0", "DownBlock.5") + affine("ins_norm_0", "DownBlock.6")
+    rules += conv("conv_1", "DownBlock.9") + affine("ins_norm_1", "DownBlock.10")
+    for i in range(n_res):
+        block, tf = f"DownBlock.{12 + i}.conv_block", f"resblock_{i}"
+        rules += conv(f"{tf}/res1/conv_0", f"{block}.1") + affine(f"{tf}/res1/instance_norm", f"{block}.2")
+        rules += conv(f"{tf}/res2/conv_0", f"{block}.5") + affine(f"{tf}/res2/instance_norm", f"{block}.6")
+    for fc in ("gap_fc", "gmp_fc"):  # one TF CAM layer, re-used for both pooled branches
+        rules += [
+            (f"{fc}.weight", f"{s}CAM_logit/kernel", "dense"),
+            (f"{fc}.bias", f"{s}CAM_logit/bias", "copy"),
+        ]
+    rules += conv("conv_1x1", "conv1x1")
+    rules += dense("MLP/linear_0", "FC.0", "dense" if light else "fc_nhwc") + dense("MLP/linear_1", "FC.2")
+    rules += dense("MLP/gamma", "gamma") + dense("MLP/beta", "beta")
+    for i in range(n_res):
+        block, tf = f"UpBlock1_{i + 1}", f"adaptive_resblock{i}"
+        for half, n in (("res1", 1), ("res2", 2)):
+            rules += conv(f"{tf}/{half}/conv_0", f"{block}.conv{n}")
+            rules.append((f"{block}.norm{n}.rho", f"{s}{tf}/{half}/instance_layer_norm/rho", "rho_ada"))
+    for j, (conv_i, norm_i) in enumerate(((2, 3), (7, 8))):
+        rules += conv(f"up_conv_{j}", f"UpBlock2.{conv_i}")
+        rules.append((f"UpBlock2.{norm_i}.rho", f"{s}layer_ins_norm_{j}/rho", "rho_lin"))
+        rules += [(f"UpBlock2.{norm_i}.{p}", f"{s}layer_ins_norm_{j}/{p}", "vec") for p in ("gamma", "beta")]
+    return rules + conv("G_logit", "UpBlock2.11")

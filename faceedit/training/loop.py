@@ -24,6 +24,7 @@ from faceedit import console, images
 from faceedit.data import LoaderSpec, TrainData, default_workers, to_input
 from faceedit.errors import UsageError
 from faceedit.fsutil import ensure_dir, write_bytes_atomic
+from faceedit.runtime import resolve_device
 from faceedit.training import checkpoint, trainer
 from faceedit.training.checkpoint import TrainState
 from faceedit.training.config import TrainConfig, to_dict, to_toml
@@ -43,17 +44,6 @@ class Dist:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda (this process's GPU under torchrun) when available, else cpu."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {requested}: CUDA is not available here", "use --device cpu")
-    if requested == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(requested)
 
 
 def setup(requested_device: str) -> Dist:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -228,6 +229,9 @@ def test_fan_download_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("FACEEDIT_OFFLINE", raising=False)
+    hf_constants = sys.modules.get("huggingface_hub.constants")  # read once at import, if an earlier test did
+    if hf_constants is not None:
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
     with pytest.raises(ModelUnavailableError) as info:
         detect.get_backend.__wrapped__("fan", "cpu")

@@ -24,15 +24,6 @@ def _spec_keywords(spec: specs.ArchSpec, **changes: Any) -> dict[str, Any]:
     return {**keywords, **changes}
 
 
-def _tensor_dict(job: Job, arch: str) -> tuple[Any, tuple]:
-    """The generator state dict, bare or in ``{'state_dict': ...}``; anything else is the wrong file."""
-    raw = files.wrapped_state(job.obj)
-    raw = job.obj if raw is None else raw
-    if not files.is_tensor_dict(raw):
-        raise files.wrong_file(arch, job.path, job.obj)
-    return raw, ()
-
-
 class StarGAN(ArchHooks):
     """yunjey/stargan: ``<iter>-G.ckpt`` (bare state dict) with ``<iter>-D.ckpt`` beside it; the labels
     are CelebA attributes, RaFD expressions or both (split by :func:`expressions.resolve_layout`)."""
@@ -45,7 +36,7 @@ class StarGAN(ArchHooks):
     def generator_object(self, job: Job) -> tuple[Any, tuple]:
         wrapped = files.wrapped_state(job.obj) is not None
         job.extra["source_format"] = "hub {'state_dict'} wrapper" if wrapped else "bare state dict"
-        return _tensor_dict(job, self.arch)
+        return super().generator_object(job)
 
     def discriminator(self, job: Job) -> tuple[Path | None, DReader | None]:
         return files.stargan_d_beside(job.path), _stargan_d(job.kwargs["c_dim"])
@@ -166,9 +157,6 @@ class STGAN(ArchHooks):
 
     def find(self, path: Path, job: Job) -> Path:
         return files.stgan_file(path)
-
-    def generator_object(self, job: Job) -> tuple[Any, tuple]:
-        return _tensor_dict(job, self.arch)
 
     def discriminator(self, job: Job) -> tuple[Path | None, DReader | None]:
         return files.stgan_d_beside(job.path), self._read_d

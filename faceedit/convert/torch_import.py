@@ -6,6 +6,7 @@ discriminator/classifier -> config -> assemble), driven by an :class:`ArchHooks`
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from faceedit import __version__, specs
 from faceedit.convert.torch_files import (
     EXPECTED,
     expect,
+    is_tensor_dict,
     read_torch_file,
     sha256_of,
     wrapped_state,
@@ -44,11 +46,12 @@ class Job:
     c_state: dict | None = None
     c_kwargs: dict | None = None
     extra: dict = field(default_factory=dict)  # provenance beyond file, sha256 and upstream
-    attrs: list[str] | None = None
+    attrs: list[str] | None = None  # label names, when a hook settles them before the D (AttGAN)
 
 
-class ArchHooks:
-    """What differs between the official code bases; the defaults fit a plain generator state dict."""
+class ArchHooks(ABC):
+    """What differs between the official code bases; the defaults fit a generator saved as a state dict
+    (bare or in ``{'state_dict': ...}``) with no discriminator. One instance per import."""
 
     arch: str = ""
     attr_kwarg: str = ""  # the generator argument that counts the labels ("" : none)
@@ -58,22 +61,29 @@ class ArchHooks:
 
         return importlib.import_module(f"faceedit.models.{self.arch}")
 
+    @abstractmethod
     def find(self, path: Path, job: Job) -> Path:
         """The generator file of ``path`` (a file or a training run's folder)."""
         raise NotImplementedError
 
     def generator_object(self, job: Job) -> tuple[Any, tuple]:
-        """(what the model's ``generator_state`` maps, its extra arguments) from the loaded file."""
+        """(what the model's ``generator_state`` maps, its extra arguments) from the loaded file;
+        anything but a dict of tensors is the wrong file."""
         raw = wrapped_state(job.obj)
-        return (job.obj if raw is None else raw), ()
+        raw = job.obj if raw is None else raw
+        if not is_tensor_dict(raw):
+            raise wrong_file(self.arch, job.path, job.obj)
+        return raw, ()
 
     def adjust(self, job: Job) -> None:
         """Complete ``job.kwargs`` from options and side files once the weights are mapped."""
+        return None  # most code bases store everything the generator needs in its weights
 
     def discriminator(self, job: Job) -> tuple[Path | None, DReader | None]:
         """(D file found beside the generator or None, its reader or None when the model has no D)."""
         return None, None
 
+    @abstractmethod
     def config(self, job: Job) -> dict[str, Any]:
         """``models.make_config`` keywords: attributes, image_size, template, resize, conditioning, ..."""
         raise NotImplementedError

@@ -317,3 +317,9 @@ def classifier_shapes(d_state: Mapping[str, torch.Tensor]) -> dict[str, int | st
         "img_size": side * 2**n_layers,
         "n_attrs": int(d_state["fc_cls.1.layers.0.weight"].shape[0]),
     }
+
+
+# The names every models/<arch>.py gives its key-map helpers (convert/torch_import calls them); AttGAN's
+# say "shapes" because setting.txt completes what the weights tell.
+generator_kwargs = generator_shapes
+classifier_kwargs = classifier_shapes

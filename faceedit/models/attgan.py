@@ -11,14 +11,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from faceedit.models.layers import (
-    KeyMapError,
-    StateDict,
-    count_indexed,
-    judge_to_classifier,
-    tile,
-    unwrapped_with,
-)
+from faceedit.models import layers
+from faceedit.models.layers import KeyMapError, StateDict, count_indexed, tile
 
 UPSTREAM = "elvisyjlin/AttGAN-PyTorch@be2d6c6"
 MAX_DIM = 1024
@@ -237,12 +231,12 @@ class Classifier(_Judge):
 
 def generator_state(state: Mapping[str, torch.Tensor]) -> StateDict:
     """A port generator state dict (possibly ``module.``-prefixed) -> our keys (the port's)."""
-    return unwrapped_with(state, ("enc_layers.0.layers.0.weight",), "an AttGAN generator")
+    return layers.unwrapped_with(state, ("enc_layers.0.layers.0.weight",), "an AttGAN generator")
 
 
 def classifier_state(d_state: Mapping[str, torch.Tensor]) -> StateDict:
     """Discriminators state dict -> Classifier state dict (``fc_adv`` dropped)."""
-    return judge_to_classifier(d_state, "fc_cls.1.layers.0.weight", "an AttGAN discriminator")
+    return layers.judge_to_classifier(d_state, "fc_cls.1.layers.0.weight", "an AttGAN discriminator")
 
 
 def _norm_of(state: Mapping[str, torch.Tensor], prefix: str) -> str:

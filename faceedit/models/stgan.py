@@ -13,15 +13,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from faceedit.models.layers import (
-    InstanceNorm2dPerImage,
-    KeyMapError,
-    StateDict,
-    count_indexed,
-    judge_to_classifier,
-    tile,
-    unwrapped_with,
-)
+from faceedit.models import layers
+from faceedit.models.layers import InstanceNorm2dPerImage, KeyMapError, StateDict, count_indexed, tile
 
 UPSTREAM = "bluestyle97/STGAN-pytorch@1136a5d"
 
@@ -244,12 +237,12 @@ class Classifier(_Judge):
 
 def generator_state(state: Mapping[str, torch.Tensor]) -> StateDict:
     """A port generator state dict (``module.``-prefixed as the 2-GPU default saves it) -> our keys."""
-    return unwrapped_with(state, ("encoder.0.0.weight", "decoder.0.0.weight"), "an STGAN generator")
+    return layers.unwrapped_with(state, ("encoder.0.0.weight", "decoder.0.0.weight"), "an STGAN generator")
 
 
 def classifier_state(d_state: Mapping[str, torch.Tensor]) -> StateDict:
     """Discriminator state dict -> Classifier state dict (``fc_adv`` dropped)."""
-    return judge_to_classifier(d_state, "fc_att.2.weight", "an STGAN discriminator")
+    return layers.judge_to_classifier(d_state, "fc_att.2.weight", "an STGAN discriminator")
 
 
 def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int | bool | None]:

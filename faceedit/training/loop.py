@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from faceedit import console, images
-from faceedit.data import LoaderSpec, TrainData, default_workers, to_input
+from faceedit.data.common import LoaderSpec, TrainData, default_workers, to_input
 from faceedit.errors import UsageError
 from faceedit.fsutil import ensure_dir, write_bytes_atomic
 from faceedit.runtime import resolve_device
@@ -129,7 +129,8 @@ def _open_data(cfg: TrainConfig, d: Dist, start: int) -> TrainData:
         from faceedit.data import rafd
 
         return rafd.open_training(cfg, spec)
-    from faceedit.data import TEMPLATES, celeba
+    from faceedit.data import celeba
+    from faceedit.data.common import TEMPLATES
 
     index = celeba.read_index(cfg.data, cfg.attrs, cfg.split)
     return celeba.open_training(

@@ -10,28 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-COMMON_NAMES = frozenset(
-    (
-        "PREPARED_FILE",
-        "PREPARED_FORMAT",
-        "TEMPLATES",
-        "ImageSource",
-        "LoaderSpec",
-        "StepBatches",
-        "Template",
-        "TrainData",
-        "augment_rng",
-        "default_workers",
-        "load_image",
-        "make_loader",
-        "open_images",
-        "prepare_folder",
-        "read_prepared",
-        "to_chw_tensor",
-        "to_input",
-        "write_prepared",
-    )
-)
+# The public names of common.py, reachable as before from the package.
+_NAMES = """
+PREPARED_FILE PREPARED_FORMAT TEMPLATES ImageSource LoaderSpec StepBatches Template TrainData
+augment_rng default_workers load_image make_loader open_images prepare_folder read_prepared
+to_chw_tensor to_input write_prepared
+"""
+COMMON_NAMES = frozenset(_NAMES.split())
 
 
 def __getattr__(name: str) -> Any:

@@ -10,36 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-FOLDER_NAMES = frozenset(
-    (
-        "ARCHS",
-        "ATTR_COUNT_KWARG",
-        "CLASSIFIER_COUNT_KWARG",
-        "CONFIG_FILE",
-        "CONFIG_KEYS",
-        "DIGEST_KEY",
-        "DIRECTIONS",
-        "FORMAT",
-        "FORMAT_VERSION",
-        "RESIZES",
-        "RULES",
-        "SCHEMES",
-        "TEMPLATES",
-        "VARIANTS",
-        "WEIGHTS_FILE",
-        "FaceModel",
-        "build",
-        "classifier_class",
-        "generator_class",
-        "load",
-        "load_weights",
-        "make_config",
-        "read_config",
-        "save",
-        "state_tensors",
-        "validate_config",
-    )
-)
+# The public names of folder.py, reachable as before from the package.
+_NAMES = """
+ARCHS ATTR_COUNT_KWARG CLASSIFIER_COUNT_KWARG CONFIG_FILE CONFIG_KEYS DIGEST_KEY DIRECTIONS FORMAT
+FORMAT_VERSION RESIZES RULES SCHEMES TEMPLATES VARIANTS WEIGHTS_FILE FaceModel build
+classifier_class generator_class load load_weights make_config read_config save state_tensors
+validate_config
+"""
+FOLDER_NAMES = frozenset(_NAMES.split())
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import attributes, grids
 from faceedit.models import attgan
 from faceedit.training import common, losses
 from faceedit.training.checkpoint import TrainState, frozen
@@ -102,7 +101,7 @@ def _train_d(
         }
         d_loss = out["D/df_loss"] + cfg.lambda_gp * out["D/df_gp"] + cfg.lambda_cls_d * out["D/dc_loss"]
     state.update("D", d_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def _train_g(
@@ -126,20 +125,18 @@ def _train_g(
         }
         g_loss = out["G/gf_loss"] + cfg.lambda_cls_g * out["G/gc_loss"] + cfg.lambda_rec * out["G/gr_loss"]
     state.update("G", g_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def conditioning(cfg: AttGANConfig) -> dict[str, Any]:
-    return {**attributes.default_conditioning("attgan", "port"), "thres_int": cfg.thres_int}
+    return common.thres_conditioning("attgan", cfg)
 
 
 def sample(
     state: TrainState, cfg: AttGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
 ) -> list[torch.Tensor]:
     """Columns as train.py's samples: the input, the reconstruction, one toggle per attribute (test_int 1)."""
-    x, labels = fixed
-    _, conds = grids.grid(conditioning(cfg), cfg.attrs, labels.cpu().numpy(), reconstruction=True)
-    return common.columns(state.models["G"], x, conds)
+    return common.grid_samples(state, cfg, fixed, reconstruction=True)
 
 
 def release(cfg: AttGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:

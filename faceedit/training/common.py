@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceedit import attributes, grids
 from faceedit.training import losses
 from faceedit.training.checkpoint import TrainState, release_model
 
@@ -49,6 +50,26 @@ def critic_pass(
     d_fake, _ = D(x_fake)
     gp = losses.gradient_penalty(lambda x: D(x)[0], x_real, x_fake, state.scalers["D"])
     return d_real, d_cls, d_fake, gp
+
+
+def detached(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A step's losses as train_step returns them: detached from the graph."""
+    return {k: v.detach() for k, v in out.items()}
+
+
+def thres_conditioning(arch: str, cfg: Any) -> dict[str, Any]:
+    """config.json's conditioning block of a model fed ±``cfg.thres_int`` labels (AttGAN, STGAN)."""
+    return {**attributes.default_conditioning(arch, "port"), "thres_int": cfg.thres_int}
+
+
+def grid_samples(
+    state: TrainState, cfg: Any, fixed: tuple[torch.Tensor, torch.Tensor], **grid_options: Any
+) -> list[torch.Tensor]:
+    """Sample columns of an AttGAN/STGAN run: the input, then G for each label column of grids.grid."""
+    x, labels = fixed
+    cond = thres_conditioning(cfg.arch, cfg)
+    _, conds = grids.grid(cond, cfg.attrs, labels.cpu().numpy(), **grid_options)
+    return columns(state.models["G"], x, conds)
 
 
 def columns(G: nn.Module, x: torch.Tensor, conds: Iterable[np.ndarray]) -> list[torch.Tensor]:

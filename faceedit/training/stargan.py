@@ -135,7 +135,7 @@ def _part_step(
                 out["G/loss_fake"] + cfg.lambda_rec * out["G/loss_rec"] + cfg.lambda_cls * out["G/loss_cls"]
             )
         state.update("G", g_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def sample(

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import attributes, grids
 from faceedit.models import stgan
 from faceedit.training import common, losses
 from faceedit.training.checkpoint import TrainState, frozen
@@ -86,22 +85,18 @@ def train_step(
                 out["G/loss_adv"] + cfg.lambda_rec * out["G/loss_rec"] + cfg.lambda_cls_g * out["G/loss_cls"]
             )
         state.update("G", g_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def conditioning(cfg: STGANConfig) -> dict[str, Any]:
-    return {**attributes.default_conditioning("stgan", "port"), "thres_int": cfg.thres_int}
+    return common.thres_conditioning("stgan", cfg)
 
 
 def sample(
     state: TrainState, cfg: STGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
 ) -> list[torch.Tensor]:
     """Columns as the port's training samples: the input, then each create_labels difference x thres_int."""
-    x, labels = fixed
-    _, conds = grids.grid(
-        conditioning(cfg), cfg.attrs, labels.cpu().numpy(), intensity=cfg.thres_int, reconstruction=False
-    )
-    return common.columns(state.models["G"], x, conds)
+    return common.grid_samples(state, cfg, fixed, intensity=cfg.thres_int, reconstruction=False)
 
 
 def release(cfg: STGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from faceedit import render
 from faceedit.models import ugatit
-from faceedit.training import losses
+from faceedit.training import common, losses
 from faceedit.training.checkpoint import TrainState, frozen, release_model
 from faceedit.training.config import UGATITConfig
 
@@ -77,7 +77,7 @@ def train_step(
     real_A, real_B = batch
     out = _train_d(state, cfg, real_A, real_B)
     out.update(_train_g(state, cfg, real_A, real_B))
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def _train_d(

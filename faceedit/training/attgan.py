@@ -128,10 +128,6 @@ def _train_g(
     return common.detached(out)
 
 
-def conditioning(cfg: AttGANConfig) -> dict[str, Any]:
-    return common.thres_conditioning("attgan", cfg)
-
-
 def sample(
     state: TrainState, cfg: AttGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
 ) -> list[torch.Tensor]:

@@ -349,12 +349,11 @@ def release_model(
     direction: str | None = None,
 ) -> Any:
     """A FaceModel (faceedit.models) holding copies of ``generator`` and D's attribute classifier head."""
-    from faceedit.attributes import default_conditioning
     from faceedit.data.common import TEMPLATES
     from faceedit.models import folder as registry
+    from faceedit.training.common import thres_conditioning
 
-    conditioning = default_conditioning(arch, "port")
-    conditioning["thres_int"] = float(getattr(cfg, "thres_int", conditioning["thres_int"]))
+    conditioning = thres_conditioning(arch, cfg)
     config = registry.make_config(
         arch,
         generator_kwargs,

@@ -58,8 +58,11 @@ def detached(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def thres_conditioning(arch: str, cfg: Any) -> dict[str, Any]:
-    """config.json's conditioning block of a model fed ±``cfg.thres_int`` labels (AttGAN, STGAN)."""
-    return {**attributes.default_conditioning(arch, "port"), "thres_int": cfg.thres_int}
+    """config.json's conditioning block of a trained model: the official one, with ``cfg.thres_int``
+    where the recipe has it (AttGAN and STGAN labels are fed as ±thres_int)."""
+    conditioning = attributes.default_conditioning(arch, "port")
+    conditioning["thres_int"] = float(getattr(cfg, "thres_int", conditioning["thres_int"]))
+    return conditioning
 
 
 def grid_samples(

@@ -88,10 +88,6 @@ def train_step(
     return common.detached(out)
 
 
-def conditioning(cfg: STGANConfig) -> dict[str, Any]:
-    return common.thres_conditioning("stgan", cfg)
-
-
 def sample(
     state: TrainState, cfg: STGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
 ) -> list[torch.Tensor]:

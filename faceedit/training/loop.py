@@ -25,7 +25,7 @@ from faceedit.data.common import LoaderSpec, TrainData, default_workers, to_inpu
 from faceedit.errors import UsageError
 from faceedit.fsutil import ensure_dir, write_bytes_atomic
 from faceedit.runtime import resolve_device
-from faceedit.training import checkpoint, trainer
+from faceedit.training import StepFile, checkpoint, trainer
 from faceedit.training.checkpoint import TrainState
 from faceedit.training.config import TrainConfig, to_dict, to_toml
 
@@ -301,7 +301,7 @@ def _fit(cfg: TrainConfig, run: RunFolder, ckpt_path: Path | None, d: Dist) -> P
 def _run_steps(
     cfg: TrainConfig,
     state: TrainState,
-    arch: Any,
+    arch: StepFile,
     data: TrainData,
     fixed: Any,
     run: RunFolder,
@@ -344,7 +344,7 @@ def _save(state: TrainState, cfg: TrainConfig, run: RunFolder, d: Dist, counts: 
         checkpoint.save(run.root, data, cfg.keep_checkpoints)
 
 
-def _sample(arch: Any, state: TrainState, cfg: TrainConfig, fixed: Any) -> list[torch.Tensor]:
+def _sample(arch: StepFile, state: TrainState, cfg: TrainConfig, fixed: Any) -> list[torch.Tensor]:
     """Sample-grid columns from the fixed batch, networks in eval mode (BN running statistics)."""
     for m in state.models.values():
         m.eval()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -90,10 +94,81 @@ DetailOpt = Annotated[
 ]
 
 
+RecursiveOpt = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
+]
+
+# The options edit and anime share, in --help order: (parameter, annotation, default).
+SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("model", ModelOpt, None),
+    ("device", DeviceOpt, "auto"),
+    ("precision", PrecisionOpt, "auto"),
+    ("compile", CompileOpt, False),
+    ("cuda_graphs", GraphsOpt, False),
+    ("workers", WorkersOpt, None),
+    ("out", OutOpt, None),
+    ("fmt", FormatOpt, "auto"),
+    ("quality", QualityOpt, None),
+    ("face", FaceOpt, "all"),
+    ("detector", DetectorOpt, None),
+    ("min_face_size", MinFaceOpt, 20.0),
+    ("grid", GridOpt, False),
+    ("save_crops", CropsOpt, False),
+    ("overwrite", OverwriteOpt, False),
+    ("skip_existing", SkipOpt, False),
+    ("recursive", RecursiveOpt, False),
+    ("offline", OfflineOpt, False),
+    ("json_out", JsonOpt, False),
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The values of :data:`SHARED_OPTIONS` for one command: model and device, outputs, faces, report."""
+
+    model: str | None
+    device: str
+    precision: str
+    compile: bool
+    cuda_graphs: bool
+    workers: int | None
+    out: Path | None
+    fmt: str
+    quality: int | None
+    face: str
+    detector: str | None
+    min_face_size: float
+    grid: bool
+    save_crops: bool
+    overwrite: bool
+    skip_existing: bool
+    recursive: bool
+    offline: bool
+    json_out: bool
+
+
+def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command(..., run: RunOptions)`` as typer sees it: its own options, then the shared ones."""
+    own = inspect.signature(command, eval_str=True)
+    params = [p for p in own.parameters.values() if p.name != "run"]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params += [inspect.Parameter(n, keyword, annotation=a, default=d) for n, a, d in SHARED_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        run = RunOptions(**{name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS})
+        command(**kwargs, run=run)
+
+    # typer reads the signature (and the type hints) of what it registers.
+    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return wrapper
+
+
 def register(app: typer.Typer) -> None:
     """Add ``edit`` and ``anime`` to the root app."""
-    app.command("edit")(edit)
-    app.command("anime")(anime)
+    app.command("edit")(with_run_options(edit))
+    app.command("anime")(with_run_options(anime))
 
 
 def edit(
@@ -135,19 +210,7 @@ def edit(
     slide: Annotated[
         bool, typer.Option("--slide", help="AttGAN: set the attribute to the intensity (test_slide).")
     ] = False,
-    model: ModelOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    compile: CompileOpt = False,
-    cuda_graphs: GraphsOpt = False,
-    workers: WorkersOpt = None,
-    out: OutOpt = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_edited",
-    fmt: FormatOpt = "auto",
-    quality: QualityOpt = None,
-    face: FaceOpt = "all",
-    detector: DetectorOpt = None,
-    min_face_size: MinFaceOpt = 20.0,
     detail: DetailOpt = "transfer",
     color_match: Annotated[
         str | None,
@@ -159,15 +222,8 @@ def edit(
         str | None, typer.Option("--blend", help="--detail replace: feather (default) or poisson.")
     ] = None,
     batch_size: BatchOpt = 8,
-    grid: GridOpt = False,
-    save_crops: CropsOpt = False,
-    overwrite: OverwriteOpt = False,
-    skip_existing: SkipOpt = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
-    ] = False,
-    offline: OfflineOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Edit face attributes: [bold]faceedit edit photo.jpg --add Blond_Hair --intensity 0.8[/bold]."""
     from faceedit import api, attributes, expressions, registry, sources
@@ -183,30 +239,30 @@ def edit(
     paste = _edit_paste_options(detail, color_match, blend)
     request_kwargs: dict[str, Any] = {
         "spec": spec,
-        "faces": _face_options(detector, face, min_face_size),
+        "faces": _face_options(run),
         "paste": paste,
         "batch_size": batch_size,
-        "grid": grid,
-        "sweep": _sweep(sweep, grid),
-        "save_crops": save_crops,
-        "quality": quality,
+        "grid": run.grid,
+        "sweep": _sweep(sweep, run.grid),
+        "save_crops": run.save_crops,
+        "quality": run.quality,
     }
-    plan = _plan(out, suffix, fmt, overwrite, skip_existing)
-    paths = _inputs(inputs, recursive)
-    spec_name = model or registry.DEFAULTS["edit"]
-    engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
+    plan = _plan(run, suffix)
+    paths = _inputs(inputs, run.recursive)
+    spec_name = run.model or registry.DEFAULTS["edit"]
+    engine = _engine(spec_name, run)
     names = expressions.label_names(engine.config)
     if source is not None:
         parsed = sources.parse_source(source, names)
         request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
     request = api.EditRequest(**request_kwargs)
     report = _run(
-        lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=workers),
+        lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=run.workers),
         len(paths),
         "editing",
-        json_out,
+        run.json_out,
     )
-    _finish("edit", report, spec_name, engine, json_out)
+    _finish("edit", report, spec_name, engine, run.json_out)
 
 
 def anime(
@@ -221,31 +277,12 @@ def anime(
     margin: Annotated[
         float, typer.Option("--margin", help="Extra room around the face (0.2 = 20% wider crop).")
     ] = 0.0,
-    model: ModelOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    compile: CompileOpt = False,
-    cuda_graphs: GraphsOpt = False,
-    workers: WorkersOpt = None,
-    out: OutOpt = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_anime",
-    fmt: FormatOpt = "auto",
-    quality: QualityOpt = None,
-    face: FaceOpt = "all",
-    detector: DetectorOpt = None,
-    min_face_size: MinFaceOpt = 20.0,
     color_match: ColorOpt = "off",
     blend: BlendOpt = "feather",
     batch_size: BatchOpt = 4,
-    grid: GridOpt = False,
-    save_crops: CropsOpt = False,
-    overwrite: OverwriteOpt = False,
-    skip_existing: SkipOpt = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
-    ] = False,
-    offline: OfflineOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Selfie to anime with U-GAT-IT: [bold]faceedit anime selfie.png[/bold].
 
@@ -256,47 +293,51 @@ def anime(
     request = api.AnimeRequest(
         intensity=intensity,
         whole=whole,
-        faces=_face_options(detector, face, min_face_size, margin),
+        faces=_face_options(run, margin),
         paste=_paste_options(color_match, blend),
         batch_size=batch_size,
-        grid=grid,
-        save_crops=save_crops,
-        quality=quality,
+        grid=run.grid,
+        save_crops=run.save_crops,
+        quality=run.quality,
     )
-    plan = _plan(out, suffix, fmt, overwrite, skip_existing)
-    paths = _inputs(inputs, recursive)
-    spec_name = model or registry.DEFAULTS["anime"]
-    engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
+    plan = _plan(run, suffix)
+    paths = _inputs(inputs, run.recursive)
+    spec_name = run.model or registry.DEFAULTS["anime"]
+    engine = _engine(spec_name, run)
     report = _run(
-        lambda done: api.anime_many(paths, engine, request, plan, on_done=done, workers=workers),
+        lambda done: api.anime_many(paths, engine, request, plan, on_done=done, workers=run.workers),
         len(paths),
         "anime",
-        json_out,
+        run.json_out,
     )
-    _finish("anime", report, spec_name, engine, json_out)
+    _finish("anime", report, spec_name, engine, run.json_out)
 
 
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _engine(spec: str, device: str, precision: str, offline: bool, compile: bool, cuda_graphs: bool) -> Any:
+def _engine(spec: str, run: RunOptions) -> Any:
     """The model loaded once per process; one line on stderr saying what runs where, then any caveat."""
     from faceedit import api
 
-    engine = api.load_engine(spec, device, precision, offline, compile=compile, cuda_graphs=cuda_graphs)
+    engine = api.load_engine(
+        spec, run.device, run.precision, run.offline, compile=run.compile, cuda_graphs=run.cuda_graphs
+    )
     console.info(api.describe(engine, spec))
     for note in engine.notes:
         console.warn(note)
     return engine
 
 
-def _face_options(detector: str | None, face: str, min_face_size: float, margin: float = 0.0) -> Any:
+def _face_options(run: RunOptions, margin: float = 0.0) -> Any:
     from faceedit import api
     from faceedit.face import detect
 
-    detect.resolve_detector(detector)  # usage errors before any work
-    detect.parse_selection(face)
-    return api.FaceOptions(detector=detector, select=face, min_face_size=min_face_size, margin=margin)
+    detect.resolve_detector(run.detector)  # usage errors before any work
+    detect.parse_selection(run.face)
+    return api.FaceOptions(
+        detector=run.detector, select=run.face, min_face_size=run.min_face_size, margin=margin
+    )
 
 
 MAX_SWEEP = 25  # columns of a comparison strip; more would be unreadable (and unbounded work)
@@ -345,15 +386,19 @@ def _edit_paste_options(detail: str, color_match: str | None, blend: str | None)
     return dataclasses.replace(_paste_options(color_match or "partial", blend or "feather"), detail=detail)
 
 
-def _plan(out: Path | None, suffix: str, fmt: str, overwrite: bool, skip_existing: bool) -> Any:
+def _plan(run: RunOptions, suffix: str) -> Any:
     from faceedit.batch import OutputPlan
     from faceedit.fsutil import ensure_dir
 
     plan = OutputPlan(
-        out_dir=out, suffix=suffix, format=fmt, overwrite=overwrite, skip_existing=skip_existing
+        out_dir=run.out,
+        suffix=suffix,
+        format=run.fmt,
+        overwrite=run.overwrite,
+        skip_existing=run.skip_existing,
     )
-    if out is not None:
-        ensure_dir(out)
+    if run.out is not None:
+        ensure_dir(run.out)
     return plan
 
 

@@ -226,7 +226,7 @@ def edit(
     run: RunOptions,
 ) -> None:
     """Edit face attributes: [bold]faceedit edit photo.jpg --add Blond_Hair --intensity 0.8[/bold]."""
-    from faceedit import api, attributes, expressions, registry, sources
+    from faceedit import api, attributes, expressions, sources
 
     if not add and not remove and expression is None:
         from faceedit.errors import UsageError
@@ -247,22 +247,14 @@ def edit(
         "save_crops": run.save_crops,
         "quality": run.quality,
     }
-    plan = _plan(run, suffix)
-    paths = _inputs(inputs, run.recursive)
-    spec_name = run.model or registry.DEFAULTS["edit"]
-    engine = _engine(spec_name, run)
-    names = expressions.label_names(engine.config)
-    if source is not None:
-        parsed = sources.parse_source(source, names)
-        request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
-    request = api.EditRequest(**request_kwargs)
-    report = _run(
-        lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=run.workers),
-        len(paths),
-        "editing",
-        run.json_out,
-    )
-    _finish("edit", report, spec_name, engine, run.json_out)
+
+    def request(engine: Any) -> Any:
+        if source is not None:  # names and their exclusive groups come from the loaded model
+            parsed = sources.parse_source(source, expressions.label_names(engine.config))
+            request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
+        return api.EditRequest(**request_kwargs)
+
+    _batch("edit", "editing", inputs, suffix, run, request, api.edit_many)
 
 
 def anime(
@@ -288,7 +280,7 @@ def anime(
 
     U-GAT-IT translates the whole face, so its crop replaces the face (there is no --detail transfer).
     """
-    from faceedit import api, registry
+    from faceedit import api
 
     request = api.AnimeRequest(
         intensity=intensity,
@@ -300,20 +292,37 @@ def anime(
         save_crops=run.save_crops,
         quality=run.quality,
     )
-    plan = _plan(run, suffix)
-    paths = _inputs(inputs, run.recursive)
-    spec_name = run.model or registry.DEFAULTS["anime"]
-    engine = _engine(spec_name, run)
-    report = _run(
-        lambda done: api.anime_many(paths, engine, request, plan, on_done=done, workers=run.workers),
-        len(paths),
-        "anime",
-        run.json_out,
-    )
-    _finish("anime", report, spec_name, engine, run.json_out)
+    _batch("anime", "anime", inputs, suffix, run, lambda engine: request, api.anime_many)
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
+
+def _batch(
+    command: str,
+    label: str,
+    inputs: list[str],
+    suffix: str,
+    run: RunOptions,
+    request: Callable[[Any], Any],
+    many: Callable[..., Report],
+) -> None:
+    """Expand the inputs, load the model, run ``many`` (api.edit_many/anime_many) on the request that
+    ``request(engine)`` makes, then report; usage errors in the options come before any of it."""
+    from faceedit import registry
+
+    plan = _plan(run, suffix)
+    paths = _inputs(inputs, run.recursive)
+    spec_name = run.model or registry.DEFAULTS[command]
+    engine = _engine(spec_name, run)
+    job = request(engine)
+    report = _run(
+        lambda done: many(paths, engine, job, plan, on_done=done, workers=run.workers),
+        len(paths),
+        label,
+        run.json_out,
+    )
+    _finish(command, report, spec_name, engine, run.json_out)
 
 
 def _engine(spec: str, run: RunOptions) -> Any:

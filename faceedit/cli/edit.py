@@ -83,6 +83,16 @@ OfflineOpt = Annotated[
 ]
 ColorOpt = Annotated[str, typer.Option("--color-match", help="off, partial or full (Lab colour transfer).")]
 BlendOpt = Annotated[str, typer.Option("--blend", help="feather (default) or poisson.")]
+# edit's: only with --detail replace, and None (= not given) tells a transfer run that nobody asked.
+ReplaceColorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--color-match", help="--detail replace: off, partial (default) or full (Lab colour transfer)."
+    ),
+]
+ReplaceBlendOpt = Annotated[
+    str | None, typer.Option("--blend", help="--detail replace: feather (default) or poisson.")
+]
 DetailOpt = Annotated[
     str,
     typer.Option(
@@ -212,15 +222,8 @@ def edit(
     ] = False,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_edited",
     detail: DetailOpt = "transfer",
-    color_match: Annotated[
-        str | None,
-        typer.Option(
-            "--color-match", help="--detail replace: off, partial (default) or full (Lab colour transfer)."
-        ),
-    ] = None,
-    blend: Annotated[
-        str | None, typer.Option("--blend", help="--detail replace: feather (default) or poisson.")
-    ] = None,
+    color_match: ReplaceColorOpt = None,
+    blend: ReplaceBlendOpt = None,
     batch_size: BatchOpt = 8,
     *,
     run: RunOptions,

@@ -19,34 +19,24 @@ COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch
 
 
 def generator_kwargs(cfg: AttGANConfig) -> dict[str, Any]:
+    """Generator arguments (the port's names) from train.py's flags."""
+    c = cfg
     return {
-        "enc_dim": cfg.enc_dim,
-        "enc_layers": cfg.enc_layers,
-        "enc_norm_fn": cfg.enc_norm,
-        "enc_acti_fn": cfg.enc_acti,
-        "dec_dim": cfg.dec_dim,
-        "dec_layers": cfg.dec_layers,
-        "dec_norm_fn": cfg.dec_norm,
-        "dec_acti_fn": cfg.dec_acti,
-        "n_attrs": len(cfg.attrs),
-        "shortcut_layers": cfg.shortcut_layers,
-        "inject_layers": cfg.inject_layers,
-        "img_size": cfg.image_size,
-    }
+        "enc_dim": c.enc_dim, "enc_layers": c.enc_layers, "dec_dim": c.dec_dim, "dec_layers": c.dec_layers,
+        "enc_norm_fn": c.enc_norm, "enc_acti_fn": c.enc_acti, "n_attrs": len(c.attrs),
+        "dec_norm_fn": c.dec_norm, "dec_acti_fn": c.dec_acti, "img_size": c.image_size,
+        "shortcut_layers": c.shortcut_layers, "inject_layers": c.inject_layers,
+    }  # fmt: skip
 
 
 def discriminator_kwargs(cfg: AttGANConfig) -> dict[str, Any]:
+    """Discriminators arguments from the ``dis_*`` flags: conv trunk, then the fully connected heads."""
+    c = cfg
     return {
-        "dim": cfg.dis_dim,
-        "norm_fn": cfg.dis_norm,
-        "acti_fn": cfg.dis_acti,
-        "fc_dim": cfg.dis_fc_dim,
-        "fc_norm_fn": cfg.dis_fc_norm,
-        "fc_acti_fn": cfg.dis_fc_acti,
-        "n_layers": cfg.dis_layers,
-        "img_size": cfg.image_size,
-        "n_attrs": len(cfg.attrs),
-    }
+        "dim": c.dis_dim, "norm_fn": c.dis_norm, "acti_fn": c.dis_acti, "n_layers": c.dis_layers,
+        "fc_dim": c.dis_fc_dim, "fc_norm_fn": c.dis_fc_norm, "fc_acti_fn": c.dis_fc_acti,
+        "img_size": c.image_size, "n_attrs": len(c.attrs),
+    }  # fmt: skip
 
 
 def build(cfg: AttGANConfig) -> dict[str, nn.Module]:
@@ -77,9 +67,7 @@ def scaled_targets(cfg: AttGANConfig, att_b: torch.Tensor) -> torch.Tensor:
     return signed * cfg.thres_int
 
 
-def train_step(
-    state: TrainState, cfg: AttGANConfig, batch: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, Any]:
+def train_step(state: TrainState, cfg: AttGANConfig, batch: common.Batch) -> dict[str, Any]:
     """One iteration on img_a [N,3,S,S] in [-1,1] with labels att_a [N,A] in {0,1}: a D or a G update."""
     img_a, att_a = batch
     att_b = common.permuted(att_a)
@@ -128,9 +116,7 @@ def _train_g(
     return common.detached(out)
 
 
-def sample(
-    state: TrainState, cfg: AttGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: AttGANConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns as train.py's samples: the input, the reconstruction, one toggle per attribute (test_int 1)."""
     return common.grid_samples(state, cfg, fixed, reconstruction=True)
 

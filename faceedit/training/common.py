@@ -17,6 +17,9 @@ from faceedit import attributes, grids
 from faceedit.training import losses
 from faceedit.training.checkpoint import TrainState, release_model
 
+# A batch as the datasets give it: images [N,3,S,S] in [-1, 1] and labels [N,...] (or domain B images).
+Batch = tuple[torch.Tensor, torch.Tensor]
+
 
 def adam_pair(
     cfg: Any, models: dict[str, nn.Module], factor: Callable[[int], float]
@@ -65,9 +68,7 @@ def thres_conditioning(arch: str, cfg: Any) -> dict[str, Any]:
     return conditioning
 
 
-def grid_samples(
-    state: TrainState, cfg: Any, fixed: tuple[torch.Tensor, torch.Tensor], **grid_options: Any
-) -> list[torch.Tensor]:
+def grid_samples(state: TrainState, cfg: Any, fixed: Batch, **grid_options: Any) -> list[torch.Tensor]:
     """Sample columns of an AttGAN/STGAN run: the input, then G for each label column of grids.grid."""
     x, labels = fixed
     cond = thres_conditioning(cfg.arch, cfg)

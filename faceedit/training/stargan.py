@@ -92,7 +92,7 @@ def _classification_loss(
     return losses.attribute_bce_sum(logits[:, :n_attrs], label)
 
 
-def _parts(cfg: StarGANConfig, batch: Any) -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
+def _parts(cfg: StarGANConfig, batch: Any) -> list[tuple[str, common.Batch]]:
     if cfg.dataset == "both":
         return [("celeba", batch[0]), ("rafd", batch[1])]  # train_multi: CelebA first, then RaFD
     return [(cfg.dataset, batch)]
@@ -138,9 +138,7 @@ def _part_step(
     return common.detached(out)
 
 
-def sample(
-    state: TrainState, cfg: StarGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: StarGANConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns: the input, then one per attribute (create_labels) and one per expression (test_multi)."""
     x, labels = fixed
     c_org = labels.cpu().numpy() if cfg.dataset != "rafd" else labels.new_zeros((len(x), 0)).cpu().numpy()

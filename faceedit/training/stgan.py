@@ -19,25 +19,22 @@ COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch
 
 
 def generator_kwargs(cfg: STGANConfig) -> dict[str, Any]:
+    """Generator arguments (the port's names) from the yaml's ``g_*`` and STU settings."""
+    c = cfg
     return {
-        "attr_dim": len(cfg.attrs),
-        "conv_dim": cfg.g_conv_dim,
-        "n_layers": cfg.g_layers,
-        "shortcut_layers": cfg.shortcut_layers,
-        "stu_kernel_size": cfg.stu_kernel_size,
-        "use_stu": cfg.use_stu,
-        "one_more_conv": cfg.one_more_conv,
-    }
+        "attr_dim": len(c.attrs), "conv_dim": c.g_conv_dim, "n_layers": c.g_layers,
+        "shortcut_layers": c.shortcut_layers, "stu_kernel_size": c.stu_kernel_size, "use_stu": c.use_stu,
+        "one_more_conv": c.one_more_conv,
+    }  # fmt: skip
 
 
 def discriminator_kwargs(cfg: STGANConfig) -> dict[str, Any]:
+    """Discriminator arguments from the yaml's ``d_*`` settings."""
+    c = cfg
     return {
-        "image_size": cfg.image_size,
-        "attr_dim": len(cfg.attrs),
-        "conv_dim": cfg.d_conv_dim,
-        "fc_dim": cfg.d_fc_dim,
-        "n_layers": cfg.d_layers,
-    }
+        "image_size": c.image_size, "attr_dim": len(c.attrs), "conv_dim": c.d_conv_dim, "fc_dim": c.d_fc_dim,
+        "n_layers": c.d_layers,
+    }  # fmt: skip
 
 
 def build(cfg: STGANConfig) -> dict[str, nn.Module]:
@@ -58,9 +55,7 @@ def make_optimizers(
     return common.adam_pair(cfg, models, lr_factor(cfg))
 
 
-def train_step(
-    state: TrainState, cfg: STGANConfig, batch: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, Any]:
+def train_step(state: TrainState, cfg: STGANConfig, batch: common.Batch) -> dict[str, Any]:
     """One iteration: x_real [N,3,S,S] in [-1,1], c_org [N,A] in {0,1}; targets = permuted labels."""
     x_real, c_org = batch
     c_trg = common.permuted(c_org)
@@ -88,9 +83,7 @@ def train_step(
     return common.detached(out)
 
 
-def sample(
-    state: TrainState, cfg: STGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: STGANConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns as the port's training samples: the input, then each create_labels difference x thres_int."""
     return common.grid_samples(state, cfg, fixed, intensity=cfg.thres_int, reconstruction=False)
 

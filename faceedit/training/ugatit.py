@@ -70,9 +70,7 @@ def _critic_terms(net: nn.Module, x: torch.Tensor, real: bool) -> tuple[torch.Te
     return losses.lsgan(logit, real), losses.lsgan(cam_logit, real)
 
 
-def train_step(
-    state: TrainState, cfg: UGATITConfig, batch: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, Any]:
+def train_step(state: TrainState, cfg: UGATITConfig, batch: common.Batch) -> dict[str, Any]:
     """One iteration on real_A, real_B [N,3,S,S] in [-1,1]: a D update, then a G update."""
     real_A, real_B = batch
     out = _train_d(state, cfg, real_A, real_B)
@@ -145,9 +143,7 @@ def _heatmap(cam: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(jets)).permute(0, 3, 1, 2).to(cam.device).float() / 127.5 - 1
 
 
-def sample(
-    state: TrainState, cfg: UGATITConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: UGATITConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns: real, CAM heatmap, translation, cycle; rows of A (A2B) above rows of B (B2A)."""
     columns: list[list[torch.Tensor]] = [[], [], [], []]
     for x, forward, back in ((fixed[0], "genA2B", "genB2A"), (fixed[1], "genB2A", "genA2B")):

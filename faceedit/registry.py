@@ -39,6 +39,13 @@ _STARGAN_IMPORT = (
     "a Dropbox zip): `faceedit models import stargan stargan_celeba_{res}/models/200000-G.ckpt "
     "--out DIR` gives the same model folder."
 )
+# The two AttGAN-PyTorch cards (default and inject1) share their terms; the TF card its paper.
+_ATTGAN_PORT_LICENCES = Licences(
+    code="MIT (elvisyjlin/AttGAN-PyTorch)",
+    weights="no separate licence stated; released with the MIT code, trained on CelebA",
+    dataset=CELEBA_NONCOMMERCIAL,
+)
+_ATTGAN_PAPER = "He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)"
 _ATTGAN_PORT_KWARGS = {
     "enc_dim": 64, "enc_layers": 5, "dec_dim": 64, "dec_layers": 5, "n_attrs": 13,
     "shortcut_layers": 1, "inject_layers": 0, "img_size": 128, "lrelu_slope": 0.01, "bn_eps": 1e-5,
@@ -227,13 +234,9 @@ CARDS: tuple[ModelCard, ...] = (
                 "released folders (256/384, _hq) import the same way; their settings come from setting.txt."
             ),
         ),
-        licences=Licences(
-            code="MIT (elvisyjlin/AttGAN-PyTorch)",
-            weights="no separate licence stated; released with the MIT code, trained on CelebA",
-            dataset=CELEBA_NONCOMMERCIAL,
-        ),
+        licences=_ATTGAN_PORT_LICENCES,
         upstream="https://github.com/elvisyjlin/AttGAN-PyTorch",
-        paper="He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)",
+        paper=_ATTGAN_PAPER,
         notes="Generator only is released (no discriminator, so no attribute classifier): pass --source. "
         "49 epochs of training.",
     ),
@@ -254,13 +257,9 @@ CARDS: tuple[ModelCard, ...] = (
                 "128_shortcut1_inject1_none --out DIR` and use `--model local:DIR`."
             ),
         ),
-        licences=Licences(
-            code="MIT (elvisyjlin/AttGAN-PyTorch)",
-            weights="no separate licence stated; released with the MIT code, trained on CelebA",
-            dataset=CELEBA_NONCOMMERCIAL,
-        ),
+        licences=_ATTGAN_PORT_LICENCES,
         upstream="https://github.com/elvisyjlin/AttGAN-PyTorch",
-        paper="He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)",
+        paper=_ATTGAN_PAPER,
         notes="Like attgan-celeba-128 with the attributes also injected after the first decoder layer.",
     ),
     ModelCard(
@@ -287,7 +286,7 @@ CARDS: tuple[ModelCard, ...] = (
             dataset=CELEBA_NONCOMMERCIAL,
         ),
         upstream="https://github.com/LynnHo/AttGAN-Tensorflow",
-        paper="He et al., AttGAN, IEEE TIP 2019 (arXiv:1711.10678)",
+        paper=_ATTGAN_PAPER,
         notes="The paper's own model: LeakyReLU 0.2, BatchNorm eps 1e-3, the (26, 3) 170x170 crop resized "
         "bicubically. Generator only: pass --source.",
     ),

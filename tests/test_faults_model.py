@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from faceedit import api, fsutil, models
 from faceedit.cli import app
 from faceedit.errors import CheckpointError, OutputError
-from faceedit.models import checks
+from faceedit.models import checks, folder
 from faceedit.training import checkpoint
 from tests._tiny import tiny_model, write_stargan
 
@@ -34,7 +34,7 @@ runner = CliRunner()
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
     api.load_engine.cache_clear()  # each test loads its own model folder
     monkeypatch.setattr(fsutil, "_swept", {})  # each test's folders are swept afresh
-    monkeypatch.setattr(models, "_unrecorded_warned", set())
+    monkeypatch.setattr(folder, "_unrecorded_warned", set())
     torch.set_num_threads(1)
 
 

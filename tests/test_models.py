@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -451,3 +455,33 @@ def test_fixture_models_load_and_run_on_cuda(fixtures_dir: Path, tmp_path: Path)
         assert np.abs(y.cpu().numpy() - expected).max() <= 1e-4, arch
         if model.classifier is not None:
             assert model.classifier(x).shape == (2, len(model.attributes))
+
+
+def _defined_names(module: ModuleType) -> set[str]:
+    """Public names a module defines itself: its functions and classes, and its UPPER_CASE constants."""
+    own = {n for n, v in vars(module).items() if getattr(v, "__module__", None) == module.__name__}
+    return {n for n in own | {n for n in vars(module) if n.isupper()} if not n.startswith("_")} - {
+        "TYPE_CHECKING"
+    }
+
+
+@pytest.mark.parametrize(
+    ("package", "inner", "names", "leaf"),
+    [
+        ("faceedit.models", "folder", "FOLDER_NAMES", "faceedit.models.attgan"),
+        ("faceedit.data", "common", "COMMON_NAMES", "faceedit.data"),
+    ],
+)
+def test_package_init_is_thin_and_keeps_the_old_names(
+    package: str, inner: str, names: str, leaf: str
+) -> None:
+    """Importing ``leaf`` does not run the package's plumbing; each public name of it keeps its old path."""
+    code = f"import sys, {leaf}; print('{package}.{inner}' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    pkg, mod = importlib.import_module(package), importlib.import_module(f"{package}.{inner}")
+    assert _defined_names(mod) == set(getattr(pkg, names))
+    for name in _defined_names(mod):
+        assert getattr(pkg, name) is getattr(mod, name)
+    with pytest.raises(AttributeError):
+        _ = pkg.no_such_name

@@ -76,6 +76,7 @@ def test_card_fields(card: registry.ModelCard) -> None:
 def test_card_builds_a_valid_config_and_generator_on_meta(card: registry.ModelCard) -> None:
     """The card's kwargs are accepted by the real classes (meta device: no memory, no init cost)."""
     from faceedit import models
+    from faceedit.models import folder
 
     fields = card.config_fields()
     config = models.make_config(
@@ -87,7 +88,7 @@ def test_card_builds_a_valid_config_and_generator_on_meta(card: registry.ModelCa
         return
     assert next(model.generator.parameters()).is_meta
     if card.arch != "ugatit":  # label channels = attributes in training order
-        assert models._kwarg_default(
+        assert folder._kwarg_default(
             models.generator_class(card.arch), dict(card.generator_kwargs), models.ATTR_COUNT_KWARG[card.arch]
         ) == len(card.attributes)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 from faceedit import models
 from faceedit.cli import app
 from faceedit.errors import UsageError
-from faceedit.training import checkpoint, config, loop, losses, trainer
+from faceedit.training import TRAINERS, StepFile, checkpoint, config, loop, losses, trainer
 from tests.synthdata import make_celeba, make_unpaired
 
 ARCHS = ("stargan", "attgan", "stgan", "ugatit")
@@ -488,3 +489,16 @@ def test_mixed_precision_on_cuda(
     arch: str, amp: str, data_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     check_mixed_precision(arch, amp, "cuda", data_dirs, tmp_path / "run", monkeypatch)
+
+
+@pytest.mark.parametrize("arch", TRAINERS)
+def test_step_files_implement_the_step_file_protocol(arch: str) -> None:
+    """Every member loop.py calls through StepFile exists in the step file, with the same parameters."""
+    module = trainer(arch)
+    members = [n for n in vars(StepFile) if not n.startswith("_")]
+    assert set(members) >= {"build", "make_optimizers", "train_step", "sample", "release"}
+    for name in members:
+        wanted = inspect.signature(getattr(StepFile, name))
+        got = inspect.signature(getattr(module, name))
+        assert list(got.parameters) == list(wanted.parameters)[1:], f"{arch}.{name}"  # [1:]: self
+    assert isinstance(module.COMPILABLE, tuple) and module.COMPILABLE

@@ -2,83 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from faceedit import console
+from faceedit.cli.options import Inputs, RunOptions, with_run_options
 
 if TYPE_CHECKING:
     from faceedit.batch import Report
 
-Inputs = Annotated[
-    list[str], typer.Argument(help="Image files, folders or globs ('-' reads paths from stdin).")
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        envvar="FACEEDIT_MODEL",
-        help="Card name (faceedit models list), hf:ORG/REPO[@REV] or a model folder.",
-    ),
-]
-DeviceOpt = Annotated[
-    str, typer.Option("--device", envvar="FACEEDIT_DEVICE", help="auto, cpu, cuda or cuda:N.")
-]
-PrecisionOpt = Annotated[
-    str,
-    typer.Option(
-        "--precision",
-        envvar="FACEEDIT_PRECISION",
-        help="auto (fp32 on the CPU, fp16 on CUDA), fp32, bf16 (CUDA, or CPUs with AMX/AVX512-BF16) or "
-        "fp16 (CUDA).",
-    ),
-]
-CompileOpt = Annotated[
-    bool, typer.Option("--compile", help="torch.compile the generator (pays off on large batch jobs).")
-]
-GraphsOpt = Annotated[
-    bool, typer.Option("--cuda-graphs", help="CUDA: replay captured graphs (fixed batch size; batch jobs).")
-]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        min=1,
-        envvar="FACEEDIT_WORKERS",
-        help="Workers that read, detect and align ahead of the model and paste and write behind it "
-        "(processes for folders, threads for a few photos). Default: CPUs, up to 8.",
-    ),
-]
-OutOpt = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Output folder (default: next to each input).")
-]
-FormatOpt = Annotated[
-    str, typer.Option("--format", help="auto (keep the input's), png, jpg, webp, bmp or tiff.")
-]
-QualityOpt = Annotated[int | None, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
-FaceOpt = Annotated[str, typer.Option("--face", help="all, largest, center or a 0-based face index.")]
-DetectorOpt = Annotated[
-    str | None, typer.Option("--detector", envvar="FACEEDIT_DETECTOR", help="mtcnn (default), yunet or fan.")
-]
-MinFaceOpt = Annotated[
-    float, typer.Option("--min-face-size", min=1, help="Skip faces smaller than this (px).")
-]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Faces per generator call.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of lines.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Leave inputs whose output exists alone.")]
-GridOpt = Annotated[bool, typer.Option("--grid", help="Also write a comparison strip per photo (_grid.png).")]
-CropsOpt = Annotated[
-    bool, typer.Option("--save-crops", help="Also write each aligned face before and after.")
-]
-OfflineOpt = Annotated[
-    bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE", help="Use only cached weights.")
-]
 ColorOpt = Annotated[str, typer.Option("--color-match", help="off, partial or full (Lab colour transfer).")]
 BlendOpt = Annotated[str, typer.Option("--blend", help="feather (default) or poisson.")]
+# edit's: only with --detail replace, and None (= not given) tells a transfer run that nobody asked.
+ReplaceColorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--color-match", help="--detail replace: off, partial (default) or full (Lab colour transfer)."
+    ),
+]
+ReplaceBlendOpt = Annotated[
+    str | None, typer.Option("--blend", help="--detail replace: feather (default) or poisson.")
+]
 DetailOpt = Annotated[
     str,
     typer.Option(
@@ -92,8 +40,8 @@ DetailOpt = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Add ``edit`` and ``anime`` to the root app."""
-    app.command("edit")(edit)
-    app.command("anime")(anime)
+    app.command("edit")(with_run_options(edit))
+    app.command("anime")(with_run_options(anime))
 
 
 def edit(
@@ -135,42 +83,16 @@ def edit(
     slide: Annotated[
         bool, typer.Option("--slide", help="AttGAN: set the attribute to the intensity (test_slide).")
     ] = False,
-    model: ModelOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    compile: CompileOpt = False,
-    cuda_graphs: GraphsOpt = False,
-    workers: WorkersOpt = None,
-    out: OutOpt = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_edited",
-    fmt: FormatOpt = "auto",
-    quality: QualityOpt = None,
-    face: FaceOpt = "all",
-    detector: DetectorOpt = None,
-    min_face_size: MinFaceOpt = 20.0,
     detail: DetailOpt = "transfer",
-    color_match: Annotated[
-        str | None,
-        typer.Option(
-            "--color-match", help="--detail replace: off, partial (default) or full (Lab colour transfer)."
-        ),
-    ] = None,
-    blend: Annotated[
-        str | None, typer.Option("--blend", help="--detail replace: feather (default) or poisson.")
-    ] = None,
+    color_match: ReplaceColorOpt = None,
+    blend: ReplaceBlendOpt = None,
     batch_size: BatchOpt = 8,
-    grid: GridOpt = False,
-    save_crops: CropsOpt = False,
-    overwrite: OverwriteOpt = False,
-    skip_existing: SkipOpt = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
-    ] = False,
-    offline: OfflineOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Edit face attributes: [bold]faceedit edit photo.jpg --add Blond_Hair --intensity 0.8[/bold]."""
-    from faceedit import api, attributes, expressions, registry, sources
+    from faceedit import api, attributes, expressions, sources
 
     if not add and not remove and expression is None:
         from faceedit.errors import UsageError
@@ -183,30 +105,22 @@ def edit(
     paste = _edit_paste_options(detail, color_match, blend)
     request_kwargs: dict[str, Any] = {
         "spec": spec,
-        "faces": _face_options(detector, face, min_face_size),
+        "faces": _face_options(run),
         "paste": paste,
         "batch_size": batch_size,
-        "grid": grid,
-        "sweep": _sweep(sweep, grid),
-        "save_crops": save_crops,
-        "quality": quality,
+        "grid": run.grid,
+        "sweep": _sweep(sweep, run.grid),
+        "save_crops": run.save_crops,
+        "quality": run.quality,
     }
-    plan = _plan(out, suffix, fmt, overwrite, skip_existing)
-    paths = _inputs(inputs, recursive)
-    spec_name = model or registry.DEFAULTS["edit"]
-    engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
-    names = expressions.label_names(engine.config)
-    if source is not None:
-        parsed = sources.parse_source(source, names)
-        request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
-    request = api.EditRequest(**request_kwargs)
-    report = _run(
-        lambda done: api.edit_many(paths, engine, request, plan, on_done=done, workers=workers),
-        len(paths),
-        "editing",
-        json_out,
-    )
-    _finish("edit", report, spec_name, engine, json_out)
+
+    def request(engine: Any) -> Any:
+        if source is not None:  # names and their exclusive groups come from the loaded model
+            parsed = sources.parse_source(source, expressions.label_names(engine.config))
+            request_kwargs["source"] = expressions.exclusive_source(engine.config, parsed)
+        return api.EditRequest(**request_kwargs)
+
+    _batch("edit", "editing", inputs, suffix, run, request, api.edit_many)
 
 
 def anime(
@@ -221,82 +135,84 @@ def anime(
     margin: Annotated[
         float, typer.Option("--margin", help="Extra room around the face (0.2 = 20% wider crop).")
     ] = 0.0,
-    model: ModelOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    compile: CompileOpt = False,
-    cuda_graphs: GraphsOpt = False,
-    workers: WorkersOpt = None,
-    out: OutOpt = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Added to each output's file name.")] = "_anime",
-    fmt: FormatOpt = "auto",
-    quality: QualityOpt = None,
-    face: FaceOpt = "all",
-    detector: DetectorOpt = None,
-    min_face_size: MinFaceOpt = 20.0,
     color_match: ColorOpt = "off",
     blend: BlendOpt = "feather",
     batch_size: BatchOpt = 4,
-    grid: GridOpt = False,
-    save_crops: CropsOpt = False,
-    overwrite: OverwriteOpt = False,
-    skip_existing: SkipOpt = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")
-    ] = False,
-    offline: OfflineOpt = False,
-    json_out: JsonOpt = False,
+    *,
+    run: RunOptions,
 ) -> None:
     """Selfie to anime with U-GAT-IT: [bold]faceedit anime selfie.png[/bold].
 
     U-GAT-IT translates the whole face, so its crop replaces the face (there is no --detail transfer).
     """
-    from faceedit import api, registry
+    from faceedit import api
 
     request = api.AnimeRequest(
         intensity=intensity,
         whole=whole,
-        faces=_face_options(detector, face, min_face_size, margin),
+        faces=_face_options(run, margin),
         paste=_paste_options(color_match, blend),
         batch_size=batch_size,
-        grid=grid,
-        save_crops=save_crops,
-        quality=quality,
+        grid=run.grid,
+        save_crops=run.save_crops,
+        quality=run.quality,
     )
-    plan = _plan(out, suffix, fmt, overwrite, skip_existing)
-    paths = _inputs(inputs, recursive)
-    spec_name = model or registry.DEFAULTS["anime"]
-    engine = _engine(spec_name, device, precision, offline, compile, cuda_graphs)
-    report = _run(
-        lambda done: api.anime_many(paths, engine, request, plan, on_done=done, workers=workers),
-        len(paths),
-        "anime",
-        json_out,
-    )
-    _finish("anime", report, spec_name, engine, json_out)
+    _batch("anime", "anime", inputs, suffix, run, lambda engine: request, api.anime_many)
 
 
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _engine(spec: str, device: str, precision: str, offline: bool, compile: bool, cuda_graphs: bool) -> Any:
+def _batch(
+    command: str,
+    label: str,
+    inputs: list[str],
+    suffix: str,
+    run: RunOptions,
+    request: Callable[[Any], Any],
+    many: Callable[..., Report],
+) -> None:
+    """Expand the inputs, load the model, run ``many`` (api.edit_many/anime_many) on the request that
+    ``request(engine)`` makes, then report; usage errors in the options come before any of it."""
+    from faceedit import registry
+
+    plan = _plan(run, suffix)
+    paths = _inputs(inputs, run.recursive)
+    spec_name = run.model or registry.DEFAULTS[command]
+    engine = _engine(spec_name, run)
+    job = request(engine)
+    report = _run(
+        lambda done: many(paths, engine, job, plan, on_done=done, workers=run.workers),
+        len(paths),
+        label,
+        run.json_out,
+    )
+    _finish(command, report, spec_name, engine, run.json_out)
+
+
+def _engine(spec: str, run: RunOptions) -> Any:
     """The model loaded once per process; one line on stderr saying what runs where, then any caveat."""
     from faceedit import api
 
-    engine = api.load_engine(spec, device, precision, offline, compile=compile, cuda_graphs=cuda_graphs)
+    engine = api.load_engine(
+        spec, run.device, run.precision, run.offline, compile=run.compile, cuda_graphs=run.cuda_graphs
+    )
     console.info(api.describe(engine, spec))
     for note in engine.notes:
         console.warn(note)
     return engine
 
 
-def _face_options(detector: str | None, face: str, min_face_size: float, margin: float = 0.0) -> Any:
+def _face_options(run: RunOptions, margin: float = 0.0) -> Any:
     from faceedit import api
     from faceedit.face import detect
 
-    detect.resolve_detector(detector)  # usage errors before any work
-    detect.parse_selection(face)
-    return api.FaceOptions(detector=detector, select=face, min_face_size=min_face_size, margin=margin)
+    detect.resolve_detector(run.detector)  # usage errors before any work
+    detect.parse_selection(run.face)
+    return api.FaceOptions(
+        detector=run.detector, select=run.face, min_face_size=run.min_face_size, margin=margin
+    )
 
 
 MAX_SWEEP = 25  # columns of a comparison strip; more would be unreadable (and unbounded work)
@@ -345,15 +261,19 @@ def _edit_paste_options(detail: str, color_match: str | None, blend: str | None)
     return dataclasses.replace(_paste_options(color_match or "partial", blend or "feather"), detail=detail)
 
 
-def _plan(out: Path | None, suffix: str, fmt: str, overwrite: bool, skip_existing: bool) -> Any:
+def _plan(run: RunOptions, suffix: str) -> Any:
     from faceedit.batch import OutputPlan
     from faceedit.fsutil import ensure_dir
 
     plan = OutputPlan(
-        out_dir=out, suffix=suffix, format=fmt, overwrite=overwrite, skip_existing=skip_existing
+        out_dir=run.out,
+        suffix=suffix,
+        format=run.fmt,
+        overwrite=run.overwrite,
+        skip_existing=run.skip_existing,
     )
-    if out is not None:
-        ensure_dir(out)
+    if run.out is not None:
+        ensure_dir(run.out)
     return plan
 
 

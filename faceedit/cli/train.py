@@ -238,7 +238,8 @@ def prepare_command(
     random flips (and U-GAT-IT's random crops) still happen per step.
     """
     from faceedit import console
-    from faceedit.data import TEMPLATES, celeba, unpaired
+    from faceedit.data import celeba, unpaired
+    from faceedit.data.common import TEMPLATES
     from faceedit.training import config
 
     arch = arch.value

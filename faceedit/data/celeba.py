@@ -17,19 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from faceedit.data import (
-    ImageSource,
-    LoaderSpec,
-    Template,
-    TrainData,
-    augment_rng,
-    make_loader,
-    open_images,
-    prepare_folder,
-    read_prepared,
-    to_chw_tensor,
-    write_prepared,
-)
+from faceedit.data import common
+from faceedit.data.common import ImageSource, LoaderSpec, Template, TrainData
 from faceedit.errors import UsageError
 from faceedit.fsutil import atomic_dir
 
@@ -201,9 +190,9 @@ class CelebADataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, epoch = key
         image = self.images[i]
-        if self.flip and augment_rng(self.seed, 0, epoch, i).random() < 0.5:
+        if self.flip and common.augment_rng(self.seed, 0, epoch, i).random() < 0.5:
             image = image[:, ::-1]
-        return to_chw_tensor(image), torch.from_numpy(self.labels[i])
+        return common.to_chw_tensor(image), torch.from_numpy(self.labels[i])
 
 
 def open_training(
@@ -225,7 +214,7 @@ def open_training(
             "use split = 'all' (or 'celeba' with list_eval_partition.txt) for small datasets",
         )
     dataset = CelebADataset(_subset(index, train, template, size), index.labels[train], flip, spec.seed)
-    batches, per_epoch = make_loader(dataset, len(train), spec)
+    batches, per_epoch = common.make_loader(dataset, len(train), spec)
     shown = test if len(test) >= n_fixed else train
     fixed_set = CelebADataset(
         _subset(index, shown[:n_fixed], template, size), index.labels[shown[:n_fixed]], False, spec.seed
@@ -236,7 +225,7 @@ def open_training(
 
 
 def _subset(index: CelebAIndex, rows: np.ndarray, template: Template, size: int) -> ImageSource:
-    return open_images(index.root, IMAGE_DIR, [index.names[r] for r in rows], template, size)
+    return common.open_images(index.root, IMAGE_DIR, [index.names[r] for r in rows], template, size)
 
 
 def prepare(
@@ -253,11 +242,11 @@ def prepare(
     Training from ``dst`` decodes nothing; the attribute and partition files are copied. Returns the
     number of images.
     """
-    if read_prepared(src) is not None:
+    if common.read_prepared(src) is not None:
         raise UsageError(f"{src} is already a prepared dataset", "prepare from the original CelebA folder")
     index = read_index(src, (), split="all")
     copies = [p for p in (src / ATTR_FILE, src / PARTITION_FILE) if p.is_file()]
     with atomic_dir(dst, overwrite=overwrite) as tmp:
-        prepare_folder(src / IMAGE_DIR, index.names, template, size, tmp, IMAGE_DIR, workers, advance)
-        write_prepared(tmp, template, {IMAGE_DIR: {"size": size, "count": len(index.names)}}, copies)
+        common.prepare_folder(src / IMAGE_DIR, index.names, template, size, tmp, IMAGE_DIR, workers, advance)
+        common.write_prepared(tmp, template, {IMAGE_DIR: {"size": size, "count": len(index.names)}}, copies)
     return len(index.names)

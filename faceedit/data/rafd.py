@@ -16,16 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from faceedit.data import (
-    TEMPLATES,
-    ImageSource,
-    LoaderSpec,
-    Template,
-    TrainData,
-    augment_rng,
-    make_loader,
-    to_chw_tensor,
-)
+from faceedit.data import common
+from faceedit.data.common import TEMPLATES, ImageSource, LoaderSpec, Template, TrainData
 from faceedit.errors import UsageError
 from faceedit.expressions import RAFD_EXPRESSIONS
 
@@ -121,9 +113,9 @@ class RaFDDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         i, epoch = key
         image = self.images[i]
-        if self.flip and augment_rng(self.seed, self.stream, epoch, i).random() < 0.5:
+        if self.flip and common.augment_rng(self.seed, self.stream, epoch, i).random() < 0.5:
             image = image[:, ::-1]
-        return to_chw_tensor(image), torch.tensor(int(self.labels[i]))
+        return common.to_chw_tensor(image), torch.tensor(int(self.labels[i]))
 
 
 def _fixed(dataset: RaFDDataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +130,7 @@ def _rafd_loader(root: str, cfg: Any, spec: LoaderSpec, stream: int) -> tuple[An
     index = read_index(root)
     source = ImageSource(index.root, index.names, template(cfg.rafd_crop), cfg.image_size)
     dataset = RaFDDataset(source, index.labels, cfg.flip, spec.seed, stream)
-    batches, per_epoch = make_loader(dataset, len(dataset), spec, stream)
+    batches, per_epoch = common.make_loader(dataset, len(dataset), spec, stream)
     return batches, per_epoch, dataset
 
 

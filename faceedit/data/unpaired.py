@@ -13,19 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from faceedit.data import (
-    TEMPLATES,
-    ImageSource,
-    LoaderSpec,
-    TrainData,
-    augment_rng,
-    make_loader,
-    open_images,
-    prepare_folder,
-    read_prepared,
-    to_chw_tensor,
-    write_prepared,
-)
+from faceedit.data import common
+from faceedit.data.common import TEMPLATES, ImageSource, LoaderSpec, TrainData
 from faceedit.errors import UsageError
 from faceedit.fsutil import atomic_dir
 
@@ -47,7 +36,7 @@ def list_folders(root: Path | str) -> dict[str, list[str]]:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UsageError(f"data folder {root} does not exist or is not a folder", expected_layout())
-    manifest = read_prepared(root)
+    manifest = common.read_prepared(root)
     problems, found = [], {}
     for folder in FOLDERS:
         if manifest is not None and folder in manifest["folders"]:
@@ -80,11 +69,11 @@ class UnpairedDataset(Dataset):
         if not self.train:  # sample grids: the centre crop, no flip
             top = left = room // 2
         else:
-            rng = augment_rng(self.seed, self.stream, epoch, i)
+            rng = common.augment_rng(self.seed, self.stream, epoch, i)
             if rng.random() < 0.5:
                 image = image[:, ::-1]
             top, left = (int(v) for v in rng.integers(0, room + 1, size=2))
-        return to_chw_tensor(image[top : top + self.size, left : left + self.size])
+        return common.to_chw_tensor(image[top : top + self.size, left : left + self.size])
 
 
 def open_training(root: Path | str, size: int, spec: LoaderSpec, n_fixed: int = 4) -> TrainData:
@@ -92,13 +81,15 @@ def open_training(root: Path | str, size: int, spec: LoaderSpec, n_fixed: int = 
     root = Path(root).expanduser()
     names = list_folders(root)
     load = size + MARGIN
-    sources = {f: open_images(root, f, n, TEMPLATES["selfie"], load) for f, n in names.items()}
+    sources = {f: common.open_images(root, f, n, TEMPLATES["selfie"], load) for f, n in names.items()}
     workers = (spec.workers - spec.workers // 2, spec.workers // 2)
     loaders, per_epoch = [], []
     for stream, domain in enumerate("AB"):
         source = sources[f"train{domain}"]
         dataset = UnpairedDataset(source, size, spec.seed, stream)
-        it, n = make_loader(dataset, len(source), dataclasses.replace(spec, workers=workers[stream]), stream)
+        it, n = common.make_loader(
+            dataset, len(source), dataclasses.replace(spec, workers=workers[stream]), stream
+        )
         loaders.append(it)
         per_epoch.append(n)
     fixed = []
@@ -114,14 +105,14 @@ def prepare(
     src: Path, dst: Path, size: int, workers: int, advance: Any = None, overwrite: bool = False
 ) -> int:
     """Resize every image of ``src`` once to (size + 30)² into ``dst``; flips and crops stay random."""
-    if read_prepared(src) is not None:
+    if common.read_prepared(src) is not None:
         raise UsageError(f"{src} is already a prepared dataset", "prepare from the original folders")
     names = list_folders(src)
     with atomic_dir(dst, overwrite=overwrite) as tmp:
         for folder, found in names.items():
-            prepare_folder(
+            common.prepare_folder(
                 src / folder, found, TEMPLATES["selfie"], size + MARGIN, tmp, folder, workers, advance
             )
         folders = {f: {"size": size + MARGIN, "count": len(found)} for f, found in names.items()}
-        write_prepared(tmp, TEMPLATES["selfie"], folders, [])
+        common.write_prepared(tmp, TEMPLATES["selfie"], folders, [])
     return sum(len(found) for found in names.values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 
@@ -86,45 +86,38 @@ def _shrunk_crop(crop: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.n
     return small, compose(np.array([[r, 0, 0.5 * r - 0.5], [0, r, 0.5 * r - 0.5]]), matrix)
 
 
+class PasteKwargs(TypedDict, total=False):
+    """The keyword options of :func:`paste_into`, which :func:`paste_back` and :func:`paste_many` pass on."""
+
+    original: np.ndarray | None
+    color_match: ColorMatch | float
+    blend: Blend
+    mask: np.ndarray | None
+    interpolation: str
+
+
 def paste_back(
-    pixels: np.ndarray,
-    edited: np.ndarray,
-    matrix: np.ndarray,
-    *,
-    original: np.ndarray | None = None,
-    color_match: ColorMatch | float = "off",
-    blend: Blend = "feather",
-    mask: np.ndarray | None = None,
-    interpolation: str = "bicubic",
+    pixels: np.ndarray, edited: np.ndarray, matrix: np.ndarray, **options: Unpack[PasteKwargs]
 ) -> np.ndarray:
     """A copy of ``pixels`` with ``edited`` (S x S x 3 RGB crop, uint8 or [0,1] float) put back in place.
 
     ``pixels`` is HWC RGB(A) or HW gray in its own depth; ``matrix`` is the 2x3 photo -> crop map of
-    the alignment. ``original`` is the unedited crop (for the colour match; re-warped when None).
-    ``mask`` (S x S, [0,1]) limits the pasted area inside the crop, e.g. to a face oval.
+    the alignment. ``options`` as :func:`paste_into`: ``original`` is the unedited crop (for the colour
+    match; re-warped when None), ``mask`` (S x S, [0,1]) limits the pasted area inside the crop.
     """
     out = pixels.copy()
-    paste_into(
-        out,
-        edited,
-        matrix,
-        original=original,
-        color_match=color_match,
-        blend=blend,
-        mask=mask,
-        interpolation=interpolation,
-    )
+    paste_into(out, edited, matrix, **options)
     return out
 
 
 def paste_many(
-    pixels: np.ndarray, faces: Sequence[tuple[np.ndarray, np.ndarray]], **options: object
+    pixels: np.ndarray, faces: Sequence[tuple[np.ndarray, np.ndarray]], **options: Unpack[PasteKwargs]
 ) -> np.ndarray:
     """Paste several ``(edited crop, matrix)`` pairs into one copy of ``pixels``; largest face last."""
     out = pixels.copy()
     order = sorted(range(len(faces)), key=lambda i: feather_width(faces[i][1], faces[i][0].shape[0]))
     for i in order:
-        paste_into(out, faces[i][0], faces[i][1], **options)  # type: ignore[arg-type]
+        paste_into(out, faces[i][0], faces[i][1], **options)
     return out
 
 

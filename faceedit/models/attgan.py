@@ -11,14 +11,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from faceedit.models.layers import (
-    KeyMapError,
-    StateDict,
-    count_indexed,
-    drop_prefix,
-    strip_wrapper_prefixes,
-    tile,
-)
+from faceedit.models import layers
+from faceedit.models.layers import KeyMapError, StateDict, count_indexed, tile
 
 UPSTREAM = "elvisyjlin/AttGAN-PyTorch@be2d6c6"
 MAX_DIM = 1024
@@ -179,14 +173,18 @@ def _fc_head(
     )
 
 
-class Discriminators(nn.Module):
-    """D(x): [N,3,S,S] -> (adversarial logit [N,1], attribute logits [N,n_attrs]).
+class _Judge(nn.Module):
+    """Conv trunk + the fully connected heads named in ``HEADS``; the discriminator and the classifier
+    differ only in which heads they keep, so their keys stay the port's (``conv.*``, ``fc_adv.*``,
+    ``fc_cls.*``).
 
     Defaults are train.py's (``dis_fc_acti`` 'relu'; the port's class default says 'lrelu'). The port
     hard-codes 13 attributes and a 1024-wide last feature map; here ``n_attrs`` is an argument (default
     13) and the flatten width follows the actual last conv width (1024 with the defaults).
     """
 
+    HEADS: tuple[str, ...] = ()
+
     def __init__(
         self,
         dim: int = 64,
@@ -203,34 +201,25 @@ class Discriminators(nn.Module):
         super().__init__()
         self.conv, width = _conv_trunk(dim, norm_fn, acti_fn, n_layers, lrelu_slope)
         flat = width * (img_size // 2**n_layers) ** 2
-        self.fc_adv = _fc_head(flat, fc_dim, 1, fc_norm_fn, fc_acti_fn, lrelu_slope)
-        self.fc_cls = _fc_head(flat, fc_dim, n_attrs, fc_norm_fn, fc_acti_fn, lrelu_slope)
+        for name in self.HEADS:
+            n_out = 1 if name == "fc_adv" else n_attrs
+            self.add_module(name, _fc_head(flat, fc_dim, n_out, fc_norm_fn, fc_acti_fn, lrelu_slope))
+
+
+class Discriminators(_Judge):
+    """D(x): [N,3,S,S] -> (adversarial logit [N,1], attribute logits [N,n_attrs])."""
+
+    HEADS = ("fc_adv", "fc_cls")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.conv(x).flatten(1)
         return self.fc_adv(h), self.fc_cls(h)
 
 
-class Classifier(nn.Module):
+class Classifier(_Judge):
     """Conv trunk + ``fc_cls`` of the discriminator: images [N,3,S,S] in [-1,1] -> logits [N,n_attrs]."""
 
-    def __init__(
-        self,
-        dim: int = 64,
-        norm_fn: str = "instancenorm",
-        acti_fn: str = "lrelu",
-        fc_dim: int = 1024,
-        fc_norm_fn: str = "none",
-        fc_acti_fn: str = "relu",
-        n_layers: int = 5,
-        img_size: int = 128,
-        n_attrs: int = 13,
-        lrelu_slope: float = 0.01,
-    ) -> None:
-        super().__init__()
-        self.conv, width = _conv_trunk(dim, norm_fn, acti_fn, n_layers, lrelu_slope)
-        flat = width * (img_size // 2**n_layers) ** 2
-        self.fc_cls = _fc_head(flat, fc_dim, n_attrs, fc_norm_fn, fc_acti_fn, lrelu_slope)
+    HEADS = ("fc_cls",)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_cls(self.conv(x).flatten(1))
@@ -242,18 +231,12 @@ class Classifier(nn.Module):
 
 def generator_state(state: Mapping[str, torch.Tensor]) -> StateDict:
     """A port generator state dict (possibly ``module.``-prefixed) -> our keys (the port's)."""
-    state = strip_wrapper_prefixes(state)
-    if "enc_layers.0.layers.0.weight" not in state:
-        raise KeyMapError(f"not an AttGAN generator: no enc_layers.0.layers.0.weight among {list(state)[:4]}")
-    return state
+    return layers.unwrapped_with(state, ("enc_layers.0.layers.0.weight",), "an AttGAN generator")
 
 
 def classifier_state(d_state: Mapping[str, torch.Tensor]) -> StateDict:
     """Discriminators state dict -> Classifier state dict (``fc_adv`` dropped)."""
-    state = strip_wrapper_prefixes(d_state)
-    if "fc_cls.1.layers.0.weight" not in state:
-        raise KeyMapError("not an AttGAN discriminator: no fc_cls.1.layers.0.weight")
-    return drop_prefix(state, ("fc_adv.",))
+    return layers.judge_to_classifier(d_state, "fc_cls.1.layers.0.weight", "an AttGAN discriminator")
 
 
 def _norm_of(state: Mapping[str, torch.Tensor], prefix: str) -> str:

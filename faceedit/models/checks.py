@@ -1,8 +1,8 @@
 """What a model folder must hold beyond its schema: bounded constructor values, weights whose sha256
 matches the one recorded in ``config.json``, and finite weights.
 
-Used by ``faceedit.models`` (validate_config, save, load); every failure is phrased as a problem string
-or a one-line :class:`CheckpointError` (exit 4).
+Used by ``faceedit.models.folder`` (validate_config, save, load); every failure is phrased as a problem
+string or a one-line :class:`CheckpointError` (exit 4).
 """
 
 from __future__ import annotations

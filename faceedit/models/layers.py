@@ -64,6 +64,20 @@ def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> StateDict:
     return out
 
 
+def unwrapped_with(state: Mapping[str, torch.Tensor], keys: tuple[str, ...], what: str) -> StateDict:
+    """``state`` without wrapper prefixes; KeyMapError naming ``what`` when one of ``keys`` is missing."""
+    state = strip_wrapper_prefixes(state)
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise KeyMapError(f"not {what}: no {missing[0]} among {list(state)[:4]}")
+    return state
+
+
+def judge_to_classifier(d_state: Mapping[str, torch.Tensor], head_key: str, what: str) -> StateDict:
+    """A discriminator state dict -> its classifier's (``fc_adv.*`` dropped), checked for ``head_key``."""
+    return drop_prefix(unwrapped_with(d_state, (head_key,), what), ("fc_adv.",))
+
+
 def as_float32(state: Mapping[str, torch.Tensor]) -> StateDict:
     """Floating tensors -> float32 (half/double checkpoints exist); integer buffers unchanged."""
     return {

@@ -7,20 +7,14 @@ Flags select the official TF STGAN (csmliu/STGAN) instead: ``inject_layers``, ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import torch
 from torch import nn
 
-from faceedit.models.layers import (
-    InstanceNorm2dPerImage,
-    KeyMapError,
-    StateDict,
-    count_indexed,
-    drop_prefix,
-    strip_wrapper_prefixes,
-    tile,
-)
+from faceedit.models import layers
+from faceedit.models.layers import InstanceNorm2dPerImage, KeyMapError, StateDict, count_indexed, tile
 
 UPSTREAM = "bluestyle97/STGAN-pytorch@1136a5d"
 
@@ -189,12 +183,13 @@ def _head(n_in: int, fc_dim: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, fc_dim), nn.LeakyReLU(0.2, inplace=True), nn.Linear(fc_dim, n_out))
 
 
-def _tracked_in(width: int) -> nn.Module:
-    return nn.InstanceNorm2d(width, affine=True, track_running_stats=True)
+class _Judge(nn.Module):
+    """Conv trunk + the heads named in ``HEADS``, normalised by ``NORM``; the discriminator and the
+    classifier differ only in those, so their keys stay the port's (``conv.*``, ``fc_adv.*``, ``fc_att.*``).
+    """
 
-
-class Discriminator(nn.Module):
-    """D(x): [N,3,S,S] -> (adversarial logit [N,1], attribute logits [N,attr_dim])."""
+    HEADS: tuple[str, ...] = ()
+    NORM: Callable[[int], nn.Module] = InstanceNorm2dPerImage
 
     def __init__(
         self,
@@ -205,34 +200,32 @@ class Discriminator(nn.Module):
         n_layers: int = 5,
     ) -> None:
         super().__init__()
-        self.conv, width = _conv_trunk(conv_dim, n_layers, _tracked_in)
+        self.conv, width = _conv_trunk(conv_dim, n_layers, self.NORM)
         flat = width * (image_size // 2**n_layers) ** 2
-        self.fc_adv = _head(flat, fc_dim, 1)
-        self.fc_att = _head(flat, fc_dim, attr_dim)
+        for name in self.HEADS:
+            self.add_module(name, _head(flat, fc_dim, 1 if name == "fc_adv" else attr_dim))
+
+
+class Discriminator(_Judge):
+    """D(x): [N,3,S,S] -> (adversarial logit [N,1], attribute logits [N,attr_dim])."""
+
+    HEADS = ("fc_adv", "fc_att")
+    # D trains in training mode, where a tracked InstanceNorm normalises per image anyway.
+    NORM = partial(nn.InstanceNorm2d, affine=True, track_running_stats=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.conv(x).flatten(1)
         return self.fc_adv(h), self.fc_att(h)
 
 
-class Classifier(nn.Module):
+class Classifier(_Judge):
     """D's conv trunk + ``fc_att``: images [N,3,S,S] in [-1,1] -> logits [N,attr_dim].
 
     The trunk's InstanceNorms normalise per image (as D always did during training, where it runs in
     training mode); their running buffers are kept only so that D's keys load unchanged.
     """
 
-    def __init__(
-        self,
-        image_size: int = 128,
-        attr_dim: int = 10,
-        conv_dim: int = 64,
-        fc_dim: int = 1024,
-        n_layers: int = 5,
-    ) -> None:
-        super().__init__()
-        self.conv, width = _conv_trunk(conv_dim, n_layers, InstanceNorm2dPerImage)
-        self.fc_att = _head(width * (image_size // 2**n_layers) ** 2, fc_dim, attr_dim)
+    HEADS = ("fc_att",)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_att(self.conv(x).flatten(1))
@@ -244,18 +237,12 @@ class Classifier(nn.Module):
 
 def generator_state(state: Mapping[str, torch.Tensor]) -> StateDict:
     """A port generator state dict (``module.``-prefixed as the 2-GPU default saves it) -> our keys."""
-    state = strip_wrapper_prefixes(state)
-    if "encoder.0.0.weight" not in state or "decoder.0.0.weight" not in state:
-        raise KeyMapError(f"not an STGAN generator: no encoder.0.0/decoder.0.0 among {list(state)[:4]}")
-    return state
+    return layers.unwrapped_with(state, ("encoder.0.0.weight", "decoder.0.0.weight"), "an STGAN generator")
 
 
 def classifier_state(d_state: Mapping[str, torch.Tensor]) -> StateDict:
     """Discriminator state dict -> Classifier state dict (``fc_adv`` dropped)."""
-    state = strip_wrapper_prefixes(d_state)
-    if "fc_att.2.weight" not in state:
-        raise KeyMapError("not an STGAN discriminator: no fc_att.2.weight")
-    return drop_prefix(state, ("fc_adv.",))
+    return layers.judge_to_classifier(d_state, "fc_att.2.weight", "an STGAN discriminator")
 
 
 def generator_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, int | bool | None]:

@@ -10,44 +10,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import attributes, grids
 from faceedit.models import attgan
-from faceedit.training import losses
-from faceedit.training.checkpoint import TrainState, frozen, release_model
+from faceedit.training import common, losses
+from faceedit.training.checkpoint import TrainState, frozen
 from faceedit.training.config import AttGANConfig
 
 COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch.compile cannot do
 
 
 def generator_kwargs(cfg: AttGANConfig) -> dict[str, Any]:
+    """Generator arguments (the port's names) from train.py's flags."""
+    c = cfg
     return {
-        "enc_dim": cfg.enc_dim,
-        "enc_layers": cfg.enc_layers,
-        "enc_norm_fn": cfg.enc_norm,
-        "enc_acti_fn": cfg.enc_acti,
-        "dec_dim": cfg.dec_dim,
-        "dec_layers": cfg.dec_layers,
-        "dec_norm_fn": cfg.dec_norm,
-        "dec_acti_fn": cfg.dec_acti,
-        "n_attrs": len(cfg.attrs),
-        "shortcut_layers": cfg.shortcut_layers,
-        "inject_layers": cfg.inject_layers,
-        "img_size": cfg.image_size,
-    }
+        "enc_dim": c.enc_dim, "enc_layers": c.enc_layers, "dec_dim": c.dec_dim, "dec_layers": c.dec_layers,
+        "enc_norm_fn": c.enc_norm, "enc_acti_fn": c.enc_acti, "n_attrs": len(c.attrs),
+        "dec_norm_fn": c.dec_norm, "dec_acti_fn": c.dec_acti, "img_size": c.image_size,
+        "shortcut_layers": c.shortcut_layers, "inject_layers": c.inject_layers,
+    }  # fmt: skip
 
 
 def discriminator_kwargs(cfg: AttGANConfig) -> dict[str, Any]:
+    """Discriminators arguments from the ``dis_*`` flags: conv trunk, then the fully connected heads."""
+    c = cfg
     return {
-        "dim": cfg.dis_dim,
-        "norm_fn": cfg.dis_norm,
-        "acti_fn": cfg.dis_acti,
-        "fc_dim": cfg.dis_fc_dim,
-        "fc_norm_fn": cfg.dis_fc_norm,
-        "fc_acti_fn": cfg.dis_fc_acti,
-        "n_layers": cfg.dis_layers,
-        "img_size": cfg.image_size,
-        "n_attrs": len(cfg.attrs),
-    }
+        "dim": c.dis_dim, "norm_fn": c.dis_norm, "acti_fn": c.dis_acti, "n_layers": c.dis_layers,
+        "fc_dim": c.dis_fc_dim, "fc_norm_fn": c.dis_fc_norm, "fc_acti_fn": c.dis_fc_acti,
+        "img_size": c.image_size, "n_attrs": len(c.attrs),
+    }  # fmt: skip
 
 
 def build(cfg: AttGANConfig) -> dict[str, nn.Module]:
@@ -65,13 +54,7 @@ def lr_factor(cfg: AttGANConfig, steps_per_epoch: int) -> Callable[[int], float]
 def make_optimizers(
     cfg: AttGANConfig, models: dict[str, nn.Module], total_steps: int, steps_per_epoch: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    betas = (cfg.beta1, cfg.beta2)
-    opts = {
-        "G": torch.optim.Adam(models["G"].parameters(), cfg.lr_g, betas),
-        "D": torch.optim.Adam(models["D"].parameters(), cfg.lr_d, betas),
-    }
-    factor = lr_factor(cfg, steps_per_epoch)
-    return opts, {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in opts.items()}
+    return common.adam_pair(cfg, models, lr_factor(cfg, steps_per_epoch))
 
 
 def scaled_targets(cfg: AttGANConfig, att_b: torch.Tensor) -> torch.Tensor:
@@ -84,12 +67,10 @@ def scaled_targets(cfg: AttGANConfig, att_b: torch.Tensor) -> torch.Tensor:
     return signed * cfg.thres_int
 
 
-def train_step(
-    state: TrainState, cfg: AttGANConfig, batch: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, Any]:
+def train_step(state: TrainState, cfg: AttGANConfig, batch: common.Batch) -> dict[str, Any]:
     """One iteration on img_a [N,3,S,S] in [-1,1] with labels att_a [N,A] in {0,1}: a D or a G update."""
     img_a, att_a = batch
-    att_b = att_a[torch.randperm(att_a.size(0)).to(att_a.device)]
+    att_b = common.permuted(att_a)
     att_a_, att_b_ = (att_a * 2 - 1) * cfg.thres_int, scaled_targets(cfg, att_b)
     if (state.step + 1) % (cfg.n_d + 1) != 0:
         return _train_d(state, cfg, img_a, att_a, att_b_)
@@ -99,20 +80,16 @@ def train_step(
 def _train_d(
     state: TrainState, cfg: AttGANConfig, img_a: torch.Tensor, att_a: torch.Tensor, att_b_: torch.Tensor
 ) -> dict[str, Any]:
-    D = state.net("D")
     with state.autocast():
-        with torch.no_grad():
-            img_fake = state.local("G")(img_a, att_b_)
-        d_real, dc_real = D(img_a)
-        d_fake, _ = D(img_fake)
+        d_real, dc_real, d_fake, gp = common.critic_pass(state, img_a, att_b_)
         out = {
             "D/df_loss": losses.wgan_d_loss(d_real, d_fake),
-            "D/df_gp": losses.gradient_penalty(lambda x: D(x)[0], img_a, img_fake, state.scalers["D"]),
+            "D/df_gp": gp,
             "D/dc_loss": losses.attribute_bce_mean(dc_real, att_a),
         }
         d_loss = out["D/df_loss"] + cfg.lambda_gp * out["D/df_gp"] + cfg.lambda_cls_d * out["D/dc_loss"]
     state.update("D", d_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def _train_g(
@@ -136,25 +113,14 @@ def _train_g(
         }
         g_loss = out["G/gf_loss"] + cfg.lambda_cls_g * out["G/gc_loss"] + cfg.lambda_rec * out["G/gr_loss"]
     state.update("G", g_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
-def conditioning(cfg: AttGANConfig) -> dict[str, Any]:
-    return {**attributes.default_conditioning("attgan", "port"), "thres_int": cfg.thres_int}
-
-
-def sample(
-    state: TrainState, cfg: AttGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: AttGANConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns as train.py's samples: the input, the reconstruction, one toggle per attribute (test_int 1)."""
-    x, labels = fixed
-    _, conds = grids.grid(conditioning(cfg), cfg.attrs, labels.cpu().numpy(), reconstruction=True)
-    G = state.models["G"]
-    return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in conds]
+    return common.grid_samples(state, cfg, fixed, reconstruction=True)
 
 
 def release(cfg: AttGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:
-    model = release_model(
-        "attgan", cfg, models["G"], generator_kwargs(cfg), provenance, models["D"], discriminator_kwargs(cfg)
-    )
+    model = common.release_pair("attgan", cfg, models, provenance, generator_kwargs, discriminator_kwargs)
     return {"": model}

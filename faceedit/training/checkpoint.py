@@ -298,8 +298,8 @@ def export(
 
     Every target is checked before the first is written, so a refused export writes nothing.
     """
-    from faceedit import models as registry
     from faceedit.errors import OutputError
+    from faceedit.models import folder as registry
     from faceedit.training import config as config_module
     from faceedit.training import trainer
 
@@ -349,12 +349,11 @@ def release_model(
     direction: str | None = None,
 ) -> Any:
     """A FaceModel (faceedit.models) holding copies of ``generator`` and D's attribute classifier head."""
-    from faceedit import models as registry
-    from faceedit.attributes import default_conditioning
-    from faceedit.data import TEMPLATES
+    from faceedit.data.common import TEMPLATES
+    from faceedit.models import folder as registry
+    from faceedit.training.common import thres_conditioning
 
-    conditioning = default_conditioning(arch, "port")
-    conditioning["thres_int"] = float(getattr(cfg, "thres_int", conditioning["thres_int"]))
+    conditioning = thres_conditioning(arch, cfg)
     config = registry.make_config(
         arch,
         generator_kwargs,

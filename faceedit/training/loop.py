@@ -21,11 +21,11 @@ import torch.distributed as dist
 from torch import nn
 
 from faceedit import console, images
-from faceedit.data import LoaderSpec, TrainData, default_workers, to_input
+from faceedit.data.common import LoaderSpec, TrainData, default_workers, to_input
 from faceedit.errors import UsageError
 from faceedit.fsutil import ensure_dir, write_bytes_atomic
 from faceedit.runtime import resolve_device
-from faceedit.training import checkpoint, trainer
+from faceedit.training import StepFile, checkpoint, trainer
 from faceedit.training.checkpoint import TrainState
 from faceedit.training.config import TrainConfig, to_dict, to_toml
 
@@ -129,7 +129,8 @@ def _open_data(cfg: TrainConfig, d: Dist, start: int) -> TrainData:
         from faceedit.data import rafd
 
         return rafd.open_training(cfg, spec)
-    from faceedit.data import TEMPLATES, celeba
+    from faceedit.data import celeba
+    from faceedit.data.common import TEMPLATES
 
     index = celeba.read_index(cfg.data, cfg.attrs, cfg.split)
     return celeba.open_training(
@@ -300,7 +301,7 @@ def _fit(cfg: TrainConfig, run: RunFolder, ckpt_path: Path | None, d: Dist) -> P
 def _run_steps(
     cfg: TrainConfig,
     state: TrainState,
-    arch: Any,
+    arch: StepFile,
     data: TrainData,
     fixed: Any,
     run: RunFolder,
@@ -343,7 +344,7 @@ def _save(state: TrainState, cfg: TrainConfig, run: RunFolder, d: Dist, counts: 
         checkpoint.save(run.root, data, cfg.keep_checkpoints)
 
 
-def _sample(arch: Any, state: TrainState, cfg: TrainConfig, fixed: Any) -> list[torch.Tensor]:
+def _sample(arch: StepFile, state: TrainState, cfg: TrainConfig, fixed: Any) -> list[torch.Tensor]:
     """Sample-grid columns from the fixed batch, networks in eval mode (BN running statistics)."""
     for m in state.models.values():
         m.eval()

@@ -15,8 +15,8 @@ from torch import nn
 
 from faceedit import expressions
 from faceedit.models import stargan
-from faceedit.training import losses
-from faceedit.training.checkpoint import TrainState, frozen, release_model
+from faceedit.training import common, losses
+from faceedit.training.checkpoint import TrainState, frozen
 from faceedit.training.config import StarGANConfig
 
 COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch.compile cannot do
@@ -67,13 +67,7 @@ def lr_factor(cfg: StarGANConfig, total_steps: int) -> Callable[[int], float]:
 def make_optimizers(
     cfg: StarGANConfig, models: dict[str, nn.Module], total_steps: int, steps_per_epoch: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    betas = (cfg.beta1, cfg.beta2)
-    opts = {
-        "G": torch.optim.Adam(models["G"].parameters(), cfg.lr_g, betas),
-        "D": torch.optim.Adam(models["D"].parameters(), cfg.lr_d, betas),
-    }
-    factor = lr_factor(cfg, total_steps)
-    return opts, {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in opts.items()}
+    return common.adam_pair(cfg, models, lr_factor(cfg, total_steps))
 
 
 def _generator_labels(cfg: StarGANConfig, part: str, label: torch.Tensor) -> torch.Tensor:
@@ -98,7 +92,7 @@ def _classification_loss(
     return losses.attribute_bce_sum(logits[:, :n_attrs], label)
 
 
-def _parts(cfg: StarGANConfig, batch: Any) -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
+def _parts(cfg: StarGANConfig, batch: Any) -> list[tuple[str, common.Batch]]:
     if cfg.dataset == "both":
         return [("celeba", batch[0]), ("rafd", batch[1])]  # train_multi: CelebA first, then RaFD
     return [(cfg.dataset, batch)]
@@ -118,16 +112,11 @@ def _part_step(
     state: TrainState, cfg: StarGANConfig, part: str, x_real: torch.Tensor, label_org: torch.Tensor
 ) -> dict[str, Any]:
     """D on one dataset's batch, then G every n_critic-th step (the body of train()/train_multi())."""
-    label_trg = label_org[torch.randperm(label_org.size(0)).to(label_org.device)]
+    label_trg = common.permuted(label_org)
     c_org, c_trg = _generator_labels(cfg, part, label_org), _generator_labels(cfg, part, label_trg)
     out: dict[str, Any] = {}
     with state.autocast():
-        with torch.no_grad():
-            x_fake = state.local("G")(x_real, c_trg)
-        d_real, d_cls = state.net("D")(x_real)
-        d_fake, _ = state.net("D")(x_fake)
-        critic = lambda x: state.net("D")(x)[0]  # noqa: E731
-        gp = losses.gradient_penalty(critic, x_real, x_fake, state.scalers["D"])
+        d_real, d_cls, d_fake, gp = common.critic_pass(state, x_real, c_trg)
         out["D/loss_real"], out["D/loss_fake"] = -d_real.float().mean(), d_fake.float().mean()
         out["D/loss_cls"], out["D/loss_gp"] = _classification_loss(cfg, part, d_cls, label_org), gp
         d_loss = (
@@ -146,12 +135,10 @@ def _part_step(
                 out["G/loss_fake"] + cfg.lambda_rec * out["G/loss_rec"] + cfg.lambda_cls * out["G/loss_cls"]
             )
         state.update("G", g_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
-def sample(
-    state: TrainState, cfg: StarGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: StarGANConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns: the input, then one per attribute (create_labels) and one per expression (test_multi)."""
     x, labels = fixed
     c_org = labels.cpu().numpy() if cfg.dataset != "rafd" else labels.new_zeros((len(x), 0)).cpu().numpy()
@@ -161,8 +148,7 @@ def sample(
         "attributes": list(cfg.attrs),
         "conditioning": conditioning(cfg),
     }
-    G = state.models["G"]
-    return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in expressions.official_targets(config, c_org)]
+    return common.columns(state.models["G"], x, expressions.official_targets(config, c_org))
 
 
 def conditioning(cfg: StarGANConfig) -> dict[str, Any]:
@@ -171,8 +157,6 @@ def conditioning(cfg: StarGANConfig) -> dict[str, Any]:
 
 
 def release(cfg: StarGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:
-    model = release_model(
-        "stargan", cfg, models["G"], generator_kwargs(cfg), provenance, models["D"], discriminator_kwargs(cfg)
-    )
+    model = common.release_pair("stargan", cfg, models, provenance, generator_kwargs, discriminator_kwargs)
     model.config["conditioning"] = conditioning(cfg)  # release_model writes the CelebA-only block
     return {"": model}

@@ -10,35 +10,31 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceedit import attributes, grids
 from faceedit.models import stgan
-from faceedit.training import losses
-from faceedit.training.checkpoint import TrainState, frozen, release_model
+from faceedit.training import common, losses
+from faceedit.training.checkpoint import TrainState, frozen
 from faceedit.training.config import STGANConfig
 
 COMPILABLE = ("G",)  # D's gradient penalty needs a double backward, which torch.compile cannot do
 
 
 def generator_kwargs(cfg: STGANConfig) -> dict[str, Any]:
+    """Generator arguments (the port's names) from the yaml's ``g_*`` and STU settings."""
+    c = cfg
     return {
-        "attr_dim": len(cfg.attrs),
-        "conv_dim": cfg.g_conv_dim,
-        "n_layers": cfg.g_layers,
-        "shortcut_layers": cfg.shortcut_layers,
-        "stu_kernel_size": cfg.stu_kernel_size,
-        "use_stu": cfg.use_stu,
-        "one_more_conv": cfg.one_more_conv,
-    }
+        "attr_dim": len(c.attrs), "conv_dim": c.g_conv_dim, "n_layers": c.g_layers,
+        "shortcut_layers": c.shortcut_layers, "stu_kernel_size": c.stu_kernel_size, "use_stu": c.use_stu,
+        "one_more_conv": c.one_more_conv,
+    }  # fmt: skip
 
 
 def discriminator_kwargs(cfg: STGANConfig) -> dict[str, Any]:
+    """Discriminator arguments from the yaml's ``d_*`` settings."""
+    c = cfg
     return {
-        "image_size": cfg.image_size,
-        "attr_dim": len(cfg.attrs),
-        "conv_dim": cfg.d_conv_dim,
-        "fc_dim": cfg.d_fc_dim,
-        "n_layers": cfg.d_layers,
-    }
+        "image_size": c.image_size, "attr_dim": len(c.attrs), "conv_dim": c.d_conv_dim, "fc_dim": c.d_fc_dim,
+        "n_layers": c.d_layers,
+    }  # fmt: skip
 
 
 def build(cfg: STGANConfig) -> dict[str, nn.Module]:
@@ -56,30 +52,18 @@ def lr_factor(cfg: STGANConfig) -> Callable[[int], float]:
 def make_optimizers(
     cfg: STGANConfig, models: dict[str, nn.Module], total_steps: int, steps_per_epoch: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    betas = (cfg.beta1, cfg.beta2)
-    opts = {
-        "G": torch.optim.Adam(models["G"].parameters(), cfg.lr_g, betas),
-        "D": torch.optim.Adam(models["D"].parameters(), cfg.lr_d, betas),
-    }
-    return opts, {k: torch.optim.lr_scheduler.LambdaLR(o, lr_factor(cfg)) for k, o in opts.items()}
+    return common.adam_pair(cfg, models, lr_factor(cfg))
 
 
-def train_step(
-    state: TrainState, cfg: STGANConfig, batch: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, Any]:
+def train_step(state: TrainState, cfg: STGANConfig, batch: common.Batch) -> dict[str, Any]:
     """One iteration: x_real [N,3,S,S] in [-1,1], c_org [N,A] in {0,1}; targets = permuted labels."""
     x_real, c_org = batch
-    c_trg = c_org[torch.randperm(c_org.size(0)).to(c_org.device)]
+    c_trg = common.permuted(c_org)
     attr_diff = c_trg - c_org
     attr_diff = attr_diff * torch.rand_like(attr_diff) * (2 * cfg.thres_int)
-    D = state.net("D")
     out: dict[str, Any] = {}
     with state.autocast():
-        with torch.no_grad():
-            x_fake = state.local("G")(x_real, attr_diff)
-        d_real, d_cls = D(x_real)
-        d_fake, _ = D(x_fake)
-        gp = losses.gradient_penalty(lambda x: D(x)[0], x_real, x_fake, state.scalers["D"])
+        d_real, d_cls, d_fake, gp = common.critic_pass(state, x_real, attr_diff)
         out["D/loss_adv"] = losses.wgan_d_loss(d_real, d_fake) + cfg.lambda_gp * gp
         out["D/loss_gp"], out["D/loss_cls"] = gp, losses.attribute_bce_sum(d_cls, c_org)
         d_loss = out["D/loss_adv"] + cfg.lambda_cls_d * out["D/loss_cls"]
@@ -96,27 +80,14 @@ def train_step(
                 out["G/loss_adv"] + cfg.lambda_rec * out["G/loss_rec"] + cfg.lambda_cls_g * out["G/loss_cls"]
             )
         state.update("G", g_loss)
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
-def conditioning(cfg: STGANConfig) -> dict[str, Any]:
-    return {**attributes.default_conditioning("stgan", "port"), "thres_int": cfg.thres_int}
-
-
-def sample(
-    state: TrainState, cfg: STGANConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: STGANConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns as the port's training samples: the input, then each create_labels difference x thres_int."""
-    x, labels = fixed
-    _, conds = grids.grid(
-        conditioning(cfg), cfg.attrs, labels.cpu().numpy(), intensity=cfg.thres_int, reconstruction=False
-    )
-    G = state.models["G"]
-    return [x] + [G(x, torch.from_numpy(c).to(x.device)) for c in conds]
+    return common.grid_samples(state, cfg, fixed, intensity=cfg.thres_int, reconstruction=False)
 
 
 def release(cfg: STGANConfig, models: dict[str, nn.Module], provenance: dict[str, Any]) -> dict[str, Any]:
-    model = release_model(
-        "stgan", cfg, models["G"], generator_kwargs(cfg), provenance, models["D"], discriminator_kwargs(cfg)
-    )
+    model = common.release_pair("stgan", cfg, models, provenance, generator_kwargs, discriminator_kwargs)
     return {"": model}

@@ -14,7 +14,7 @@ from torch import nn
 
 from faceedit import render
 from faceedit.models import ugatit
-from faceedit.training import losses
+from faceedit.training import common, losses
 from faceedit.training.checkpoint import TrainState, frozen, release_model
 from faceedit.training.config import UGATITConfig
 
@@ -70,14 +70,12 @@ def _critic_terms(net: nn.Module, x: torch.Tensor, real: bool) -> tuple[torch.Te
     return losses.lsgan(logit, real), losses.lsgan(cam_logit, real)
 
 
-def train_step(
-    state: TrainState, cfg: UGATITConfig, batch: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, Any]:
+def train_step(state: TrainState, cfg: UGATITConfig, batch: common.Batch) -> dict[str, Any]:
     """One iteration on real_A, real_B [N,3,S,S] in [-1,1]: a D update, then a G update."""
     real_A, real_B = batch
     out = _train_d(state, cfg, real_A, real_B)
     out.update(_train_g(state, cfg, real_A, real_B))
-    return {k: v.detach() for k, v in out.items()}
+    return common.detached(out)
 
 
 def _train_d(
@@ -145,9 +143,7 @@ def _heatmap(cam: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(jets)).permute(0, 3, 1, 2).to(cam.device).float() / 127.5 - 1
 
 
-def sample(
-    state: TrainState, cfg: UGATITConfig, fixed: tuple[torch.Tensor, torch.Tensor]
-) -> list[torch.Tensor]:
+def sample(state: TrainState, cfg: UGATITConfig, fixed: common.Batch) -> list[torch.Tensor]:
     """Columns: real, CAM heatmap, translation, cycle; rows of A (A2B) above rows of B (B2A)."""
     columns: list[list[torch.Tensor]] = [[], [], [], []]
     for x, forward, back in ((fixed[0], "genA2B", "genB2A"), (fixed[1], "genB2A", "genA2B")):

@@ -49,6 +49,10 @@ DeviceOpt = Annotated[
 ]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders too.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing crops.")]
+WORKERS_HELP = "Photos worked on at once (default: CPUs, up to 8)."
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, envvar="FACEEDIT_WORKERS", help=WORKERS_HELP)
+]
 SkipExistingOpt = Annotated[
     bool, typer.Option("--skip-existing", help="Keep existing crops, do not redo them.")
 ]
@@ -71,6 +75,7 @@ def detect_command(
     min_face_size: MinSizeOpt = 20.0,
     device: DeviceOpt = "auto",
     recursive: RecursiveOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Find every face: box, score and 5 landmarks (68 with --detector fan) per face.
 
@@ -83,7 +88,7 @@ def detect_command(
     paths = expand_inputs(inputs, recursive=recursive)
     options = _face_options(detector, face, min_face_size, device)
     report = _run(
-        lambda done: api.detect_many(paths, options, on_done=done),
+        lambda done: api.detect_many(paths, options, on_done=done, workers=workers),
         len(paths),
         "detecting faces",
         json_out,
@@ -181,6 +186,7 @@ def align_command(
     skip_existing: SkipExistingOpt = False,
     json_out: JsonOpt = False,
     recursive: RecursiveOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Write each face cropped and aligned the way a model was trained (FFHQ by default, 1024 px).
 

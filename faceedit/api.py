@@ -3,8 +3,7 @@ over many photos, and the requests they take.
 
 read -> detect -> align to the model's training crop -> batch through the generator (faces of several
 photos together) -> paste back -> write. :mod:`faceedit.pipeline` runs the per-photo stages ahead of
-and behind the generator in worker threads or processes; the steps live in :mod:`faceedit.preparing`,
-:mod:`faceedit.editing`, :mod:`faceedit.anime`, :mod:`faceedit.finding` and :mod:`faceedit.writeback`.
+and behind the generator in worker threads or processes; the steps live in :mod:`faceedit.steps`.
 """
 
 from __future__ import annotations
@@ -16,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
-from faceedit import anime, attributes, editing, expressions, finding, pipeline, preparing, sources, writeback
+from faceedit import attributes, expressions, pipeline, sources
 from faceedit.batch import Item, OutputPlan, Report
 from faceedit.engines import describe, load_engine  # noqa: F401 (known from here)
 from faceedit.errors import UsageError
 from faceedit.pipeline import Pipeline, StageTimes, default_workers, plan_jobs  # noqa: F401 (known from here)
-from faceedit.preparing import Prepared
+from faceedit.steps import anime, edit, find, prepare, writeback
+from faceedit.steps.prepare import Prepared
 
 # Steps that scripts, tests and benchmarks reach through this module (their code moved out).
-Generated = editing.Generated
-_generate, _asks_nothing = editing.generate, editing.asks_nothing
-_prepare, _processes = preparing.prepare, preparing.use_processes
+Generated = edit.Generated
+_generate, _asks_nothing = edit.generate, edit.asks_nothing
+_prepare, _processes = prepare.prepare, prepare.use_processes
 _paste = writeback.paste
 
 if TYPE_CHECKING:
@@ -123,12 +123,12 @@ def edit_many(
     """Edit every face of every photo in ``paths``; one :class:`Item` per input in the report."""
     config = engine.config
     spec = expressions.check(config, request.spec, model=f"this {config['arch']} model")
-    prepare = functools.partial(preparing.prepare, config=config, options=request.faces)
+    stage = functools.partial(prepare.prepare, config=config, options=request.faces)
     plan = plan.for_inputs(paths)  # one name per input: a/p.png and b/p.png give two outputs
     report = Report()
     with _pipeline(paths, plan, report, request.faces, run) as (lanes, jobs):
-        for group in lanes.groups(jobs, prepare, request.batch_size):
-            editing.edit_group(group, engine, request, spec, plan, lanes.writer, run.get("timings"))
+        for group in lanes.groups(jobs, stage, request.batch_size):
+            edit.edit_group(group, engine, request, spec, plan, lanes.writer, run.get("timings"))
     return pipeline.in_input_order(report, paths)
 
 
@@ -137,15 +137,15 @@ def anime_many(
 ) -> Report:
     """U-GAT-IT on every face (pasted back) or, with ``whole``, on each whole picture."""
     _check_anime(engine, request)
-    prepare: Callable[..., Prepared] = preparing.prepare_whole
+    stage: Callable[..., Prepared] = prepare.prepare_whole
     if not request.whole:
-        prepare = functools.partial(preparing.prepare, config=engine.config, options=request.faces)
+        stage = functools.partial(prepare.prepare, config=engine.config, options=request.faces)
     elif run.get("processes") is None:
         run = {**run, "processes": False}  # decoding alone: threads will do
     plan = plan.for_inputs(paths)
     report = Report()
     with _pipeline(paths, plan, report, request.faces, run) as (lanes, jobs):
-        for group in lanes.groups(jobs, prepare, request.batch_size):
+        for group in lanes.groups(jobs, stage, request.batch_size):
             anime.anime_group(group, engine, request, plan, lanes.writer, run.get("timings"))
     return pipeline.in_input_order(report, paths)
 
@@ -155,15 +155,15 @@ def align_many(
 ) -> Report:
     """Write every chosen face of every photo as an aligned crop (``plan.path_for(path, tag="_{i}")``).
     The detector is built first: a missing one stops the run before any photo is read."""
-    preparing.detector(request.faces)
+    prepare.detector(request.faces)
     plan = plan.for_inputs(paths)  # a/p.png and b/p.png go to out/a/ and out/b/: nothing is lost
-    return _each(paths, functools.partial(finding.align_job, request=request, plan=plan), request.faces, run)
+    return _each(paths, functools.partial(find.align_job, request=request, plan=plan), request.faces, run)
 
 
 def detect_many(paths: Sequence[Path], options: FaceOptions, **run: Unpack[RunOptions]) -> Report:
     """Every chosen face of every photo: an item per photo with its faces' boxes, scores, points."""
-    preparing.detector(options)  # a missing detector stops the run before any photo is read
-    return _each(paths, functools.partial(finding.detect_job, options=options), options, run)
+    prepare.detector(options)  # a missing detector stops the run before any photo is read
+    return _each(paths, functools.partial(find.detect_job, options=options), options, run)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -180,7 +180,7 @@ def _check_anime(engine: Engine, request: AnimeRequest) -> None:
 
 
 def _lanes(faces: FaceOptions, run: RunOptions, jobs: int) -> Pipeline:
-    asked = preparing.use_processes(run.get("processes"), faces)
+    asked = prepare.use_processes(run.get("processes"), faces)
     return Pipeline.make(run.get("workers"), processes=asked, jobs=jobs)
 
 

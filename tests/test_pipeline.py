@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from faceedit import api, attributes, editing, images, preparing, runtime
+from faceedit import api, attributes, images, runtime
 from faceedit.batch import OutputPlan
 from faceedit.cli import app
 from faceedit.errors import OutputError
 from faceedit.face import detect
+from faceedit.steps import edit as edit_steps
+from faceedit.steps import prepare as prepare_steps
 from tests._standins import FixedFaces
 from tests._tiny import tiny_model
 
@@ -114,7 +116,7 @@ def test_an_unexpected_error_in_a_writer_thread_is_raised(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("bug in paste")
 
-    monkeypatch.setattr(editing, "paste", broken)  # the edit flow's paste step
+    monkeypatch.setattr(edit_steps, "paste", broken)  # the edit flow's paste step
     with pytest.raises(RuntimeError, match="bug in paste"):
         _edit(sorted(folder.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=3)
 
@@ -132,7 +134,7 @@ def test_photos_in_memory_stay_bounded(
         shutil.copy(astronaut_path, photos / f"{i:02d}.png")
     alive, peak = [0], [0]
     lock = threading.Lock()
-    prepare = preparing.prepare
+    prepare = prepare_steps.prepare
 
     def released() -> None:
         with lock:
@@ -146,7 +148,7 @@ def test_photos_in_memory_stay_bounded(
         weakref.finalize(prepared, released)
         return prepared
 
-    monkeypatch.setattr(preparing, "prepare", counting)
+    monkeypatch.setattr(prepare_steps, "prepare", counting)
     report = _edit(sorted(photos.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=2)
     assert report.count("ok") == 24 and peak[0] >= 3  # it did read ahead
     # 2*workers read ahead + one batch of 2 + 2 waiting for a writer, and the one being handed over

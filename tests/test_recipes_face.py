@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceedit import api, images, preparing
+from faceedit import api, images
 from faceedit.batch import OutputPlan
 from faceedit.errors import ModelUnavailableError
 from faceedit.face import align, detect
+from faceedit.steps import prepare as prepare_steps
 from tests._standins import FixedFaces
 
 
@@ -74,7 +75,7 @@ def test_a_missing_detector_stops_the_recipe_before_any_photo(
     read: list[Path] = []
     monkeypatch.setattr(detect, "new_backend", unavailable)
     monkeypatch.setattr(images, "read", lambda path, **kw: read.append(path))
-    preparing.WORKER_DETECTORS.clear()
+    prepare_steps.WORKER_DETECTORS.clear()
     with pytest.raises(ModelUnavailableError):
         api.detect_many(folder, api.FaceOptions(detector="fan"), workers=2, processes=False)
     assert read == []

@@ -82,8 +82,9 @@ def detect_command(
     Faces are numbered left to right (0 = leftmost). Coordinates are pixels of the upright photo
     (EXIF orientation applied), pixel centres at integers.
     """
-    from faceedit import api, preparing
+    from faceedit import api
     from faceedit.batch import expand_inputs
+    from faceedit.steps import prepare
 
     paths = expand_inputs(inputs, recursive=recursive)
     options = _face_options(detector, face, min_face_size, device)
@@ -94,7 +95,7 @@ def detect_command(
         json_out,
     )
     if json_out:
-        name = preparing.detector(options).name  # built by detect_many in this thread
+        name = prepare.detector(options).name  # built by detect_many in this thread
         console.emit_json({"detector": name, "items": [i.to_json() for i in report.items]})
     else:
         _print_table(report)

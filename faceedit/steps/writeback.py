@@ -16,7 +16,7 @@ from faceedit.workers import StageTimes, stage
 if TYPE_CHECKING:
     from faceedit.api import PasteOptions
     from faceedit.batch import OutputPlan
-    from faceedit.preparing import Prepared
+    from faceedit.steps.prepare import Prepared
 
 
 def check_finite(finite: np.ndarray) -> None:

@@ -16,14 +16,14 @@ from faceedit import attributes, expressions, grids, images, sources
 from faceedit.batch import Item, OutputPlan
 from faceedit.errors import FaceeditError
 from faceedit.pipeline import Writer
+from faceedit.steps.writeback import check_finite, paste, write_crops, write_mosaic, write_photo
 from faceedit.workers import StageTimes, stage
-from faceedit.writeback import check_finite, paste, write_crops, write_mosaic, write_photo
 
 if TYPE_CHECKING:
     from faceedit.api import EditRequest
     from faceedit.face.detect import Face
-    from faceedit.preparing import Prepared
     from faceedit.runtime import Engine
+    from faceedit.steps.prepare import Prepared
 
 
 def edit_group(

@@ -11,7 +11,7 @@ from faceedit import images
 from faceedit.batch import Item, OutputPlan
 from faceedit.errors import NoFaceError
 from faceedit.face import detect
-from faceedit.preparing import detector
+from faceedit.steps.prepare import detector
 from faceedit.workers import StageTimes, stage
 
 if TYPE_CHECKING:

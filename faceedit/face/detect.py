@@ -7,6 +7,7 @@ fetched once). mtcnn's and yunet's faces must pass face/verify.py's second opini
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -346,15 +347,14 @@ class Backends:
     thread (OpenCV DNN nets must not run in two threads at once). ``clear()`` forgets them all."""
 
     def __init__(self, *, per_thread: bool = False) -> None:
-        self.per_thread = per_thread
-        self._lock = threading.Lock()
-        self._local = threading.local()
+        self.per_thread, self._lock, self._local = per_thread, threading.Lock(), threading.local()
         self._shared: dict[tuple[str, str], Backend] = {}
 
     def get(self, name: str | None = None, device: str = "cpu") -> Backend:
         key = (resolve_detector(name), device)
         built = self._local.__dict__.setdefault("built", {}) if self.per_thread else self._shared
-        with self._lock:  # two threads asking for the shared one at once build it once
+        # a shared backend is built once though two threads ask at once; a thread's own needs no lock
+        with contextlib.nullcontext() if self.per_thread else self._lock:
             if key not in built:
                 built[key] = new_backend(*key)
             return built[key]

@@ -176,13 +176,13 @@ def align_command(
     margin: Annotated[
         float, typer.Option("--margin", min=-0.5, max=3.0, help="Zoom out (0.2 = 20% more around the face).")
     ] = 0.0,
-    pad_blur: Annotated[
-        bool, typer.Option("--pad-blur", help="Fill parts outside the photo as FFHQ did (reflect + blur).")
-    ] = False,
     detector: DetectorOpt = "auto",
     face: FaceOpt = "all",
     min_face_size: MinSizeOpt = 20.0,
     device: DeviceOpt = "auto",
+    pad_blur: Annotated[
+        bool, typer.Option("--pad-blur", help="Fill parts outside the photo as FFHQ did (reflect + blur).")
+    ] = False,
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
     json_out: JsonOpt = False,

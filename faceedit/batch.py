@@ -152,9 +152,10 @@ def expand_inputs(
 class OutputPlan:
     """How output file names are made: ``{out_dir or input folder}/{stem}{suffix}{.ext}``.
 
-    Bound to a batch with :meth:`for_inputs`, names never collide: under ``out_dir`` each input keeps
-    its folder relative to the inputs' common folder, and a name still taken (``p.jpg`` and ``p.png``
-    with ``--format png``) gets ``-2``, ``-3``... after the suffix.
+    Bound to a batch with :meth:`for_inputs`, names never collide: when inputs of two folders would
+    take one name in ``out_dir`` (``a/p.png``, ``b/p.png``), each input keeps its folder relative to
+    the inputs' common folder; a name still taken (``p.jpg`` and ``p.png`` with ``--format png``) gets
+    ``-2``, ``-3``... after the suffix.
     """
 
     out_dir: Path | None = None
@@ -180,7 +181,7 @@ class OutputPlan:
 
     def for_inputs(self, paths: Sequence[Path]) -> OutputPlan:
         """This plan with a distinct output name reserved for every input of the batch, in order."""
-        root = _common_folder(paths) if self.out_dir is not None else None
+        root = _common_folder(paths) if self.out_dir is not None and _clash(self, paths) else None
         taken: set[str] = set()
         targets: dict[Path, Path] = {}
         for path in paths:
@@ -218,6 +219,16 @@ class OutputPlan:
             if not self.overwrite:
                 raise OutputError(f"{target} already exists", "pass --overwrite or --skip-existing")
         return True
+
+
+def _clash(plan: OutputPlan, paths: Sequence[Path]) -> bool:
+    """Whether inputs from two folders would take the same name straight in ``out_dir`` (mirroring
+    files given from unrelated folders, e.g. against ``/``, would only bury the outputs)."""
+    folders: dict[str, set[str]] = {}
+    for path in paths:
+        name = os.path.normcase(plan.path_for(path).name)
+        folders.setdefault(name, set()).add(os.path.abspath(path.parent))
+    return any(len(where) > 1 for where in folders.values())
 
 
 def _common_folder(paths: Sequence[Path]) -> str | None:

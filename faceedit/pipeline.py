@@ -226,3 +226,13 @@ class Run:
         depth = 2 * self.pipe.workers
         stream = ahead(jobs, prepare, self.prep, depth, self.writer.timings)
         return groups(stream, self.writer.sink, batch_faces)
+
+    def each(self, jobs: Sequence[Job], work: Callable[..., Item]) -> None:
+        """``work`` (stage form, returning an :class:`Item`) on every job in the prepare workers, with
+        no generator step: items, or errors as per-file failures, reach the sink in input order."""
+        sink = self.writer.sink
+        for path, result in ahead(jobs, work, self.prep, 2 * self.pipe.workers, self.writer.timings):
+            if isinstance(result, Exception):
+                sink.fail(path, result)
+            else:
+                sink.add(result)

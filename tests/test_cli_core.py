@@ -91,6 +91,11 @@ def test_output_plan_reserves_a_distinct_name_for_every_input(tmp_path: Path) ->
     assert flat.path_for(inputs[1]) == out / "p.png"
     beside = OutputPlan(suffix="_x").for_inputs(inputs)  # no -o: next to each input, as before
     assert beside.path_for(inputs[0]) == inputs[0].with_name("p_x.png")
+    apart = [tmp_path / "in" / "a" / "p.png", tmp_path / "elsewhere" / "q.png"]  # no name clash: flat
+    assert [OutputPlan(out_dir=out).for_inputs(apart).path_for(p) for p in apart] == [
+        out / "p.png",
+        out / "q.png",
+    ]
 
 
 @pytest.mark.parametrize("suffix", ["/../../escaped", "_a/b", "..\\x", "a\0b"])

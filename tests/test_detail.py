@@ -22,11 +22,6 @@ from tests.standin import ATTRIBUTES, standin_engine
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_engine_cache() -> None:
-    api.load_engine.cache_clear()
-
-
 @pytest.fixture(scope="module")
 def big_photo(astronaut_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The astronaut at 2x (a ~200-px face, twice the model's crop) with fine texture added."""

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceedit import api, models
+from faceedit import models
 from faceedit.cli import app
 from tests import fakehub
 from tests.fakehub import TINY_FILES, TINY_REPO, FakeHub, install_cards, tiny_stargan_card, tiny_stargan_files
@@ -22,12 +22,6 @@ from tests.fakehub import TINY_FILES, TINY_REPO, FakeHub, install_cards, tiny_st
 fake_hub = fakehub.fake_hub  # fixture: a running fake hub, this process online, per-test caches
 runner = CliRunner()
 STARGAN_ATTRS = ["Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_cache() -> None:
-    # The CLI keeps one loaded model per process; each test must load (and download) for itself.
-    api.load_engine.cache_clear()
 
 
 def _stargan_folder(root: Path, size: int = 32, seed: int = 0) -> Path:
@@ -286,7 +280,6 @@ def test_first_edit_downloads_then_works_with_the_hub_gone(
     assert fake_hub.count("GET") == 2  # generator and discriminator files, once
     fake_hub.stop()
     fake_hub.clear_log()
-    api.load_engine.cache_clear()
     second = runner.invoke(app, [*args, "--overwrite"])
     assert second.exit_code == 0, second.output
     assert fake_hub.count() == 0
@@ -298,7 +291,6 @@ def test_tampered_weights_exit_4_and_nothing_is_written(
     args = ["edit", str(astronaut_path), "--add", "Male", "-m", tiny_card, "-o", str(tmp_path / "out")]
     assert runner.invoke(app, args).exit_code == 0
     fake_hub.tamper(TINY_REPO, TINY_FILES[0])  # same size, other bytes, history rewritten
-    api.load_engine.cache_clear()
     result = runner.invoke(app, ["models", "download", tiny_card, "--force"])
     assert result.exit_code == 4, result.output
     assert "sha256" in result.output or "does not match" in result.output
@@ -371,7 +363,6 @@ def test_anime_with_the_official_tf_card_through_a_ranged_hub(
     assert data_gets and all("Range" in r.headers or "range" in r.headers for r in data_gets)
     assert (tmp_path / "astronaut_anime.png").is_file()
     fake_hub.stop()
-    api.load_engine.cache_clear()
     again = runner.invoke(app, ["anime", str(astronaut_path), "-m", "ugatit-tiny", "-o", str(tmp_path / "2")])
     assert again.exit_code == 0, again.output  # cached: the hub is no longer needed
 

@@ -16,17 +16,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceedit import api, images
+from faceedit import images
 from faceedit.cli import app
 from tests.test_edit import _stargan_folder, _ugatit_folder
 
 runner = CliRunner()
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo needs a POSIX system")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_cache() -> None:
-    api.load_engine.cache_clear()
 
 
 @pytest.fixture(scope="module")

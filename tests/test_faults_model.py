@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from faceedit import api, fsutil, models
+from faceedit import fsutil, models
 from faceedit.cli import app
 from faceedit.errors import CheckpointError, OutputError
 from faceedit.models import checks, folder
@@ -32,7 +32,6 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    api.load_engine.cache_clear()  # each test loads its own model folder
     monkeypatch.setattr(fsutil, "_swept", {})  # each test's folders are swept afresh
     monkeypatch.setattr(folder, "_unrecorded_warned", set())
     torch.set_num_threads(1)

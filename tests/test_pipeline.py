@@ -19,6 +19,8 @@ from faceedit.batch import OutputPlan
 from faceedit.cli import app
 from faceedit.errors import OutputError
 from faceedit.face import detect
+from faceedit.steps import edit as edit_steps
+from faceedit.steps import prepare as prepare_steps
 from tests._standins import FixedFaces
 from tests._tiny import tiny_model
 
@@ -114,7 +116,7 @@ def test_an_unexpected_error_in_a_writer_thread_is_raised(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("bug in paste")
 
-    monkeypatch.setattr(api, "_paste", broken)
+    monkeypatch.setattr(edit_steps, "paste", broken)  # the edit flow's paste step
     with pytest.raises(RuntimeError, match="bug in paste"):
         _edit(sorted(folder.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=3)
 
@@ -132,7 +134,7 @@ def test_photos_in_memory_stay_bounded(
         shutil.copy(astronaut_path, photos / f"{i:02d}.png")
     alive, peak = [0], [0]
     lock = threading.Lock()
-    prepare = api._prepare
+    prepare = prepare_steps.prepare
 
     def released() -> None:
         with lock:
@@ -146,7 +148,7 @@ def test_photos_in_memory_stay_bounded(
         weakref.finalize(prepared, released)
         return prepared
 
-    monkeypatch.setattr(api, "_prepare", counting)
+    monkeypatch.setattr(prepare_steps, "prepare", counting)
     report = _edit(sorted(photos.iterdir()), engine, astronaut_faces, tmp_path / "out", workers=2)
     assert report.count("ok") == 24 and peak[0] >= 3  # it did read ahead
     # 2*workers read ahead + one batch of 2 + 2 waiting for a writer, and the one being handed over
@@ -207,7 +209,6 @@ def stargan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_performance_options(astronaut_path: Path, stargan_dir: Path, tmp_path: Path) -> None:
-    api.load_engine.cache_clear()
     base = ["edit", str(astronaut_path), "--add", "Male", "-m", str(stargan_dir), "-o", str(tmp_path)]
     result = runner.invoke(app, [*base, "--workers", "2", "--precision", "fp32", "--cuda-graphs"])
     assert result.exit_code == 0, result.output

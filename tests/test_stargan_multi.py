@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceedit import api, attributes, expressions, models
+from faceedit import attributes, expressions, models
 from faceedit.cli import app
 from faceedit.errors import CheckpointError, UsageError
 from faceedit.upstream import import_checkpoint
@@ -27,7 +27,6 @@ OPTIONS = {"rafd": {"dataset": "rafd"}, "both": {}}  # 8 channels cannot tell Ra
 def _one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    api.load_engine.cache_clear()
     yield
     torch.set_num_threads(before)
 

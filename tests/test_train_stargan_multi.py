@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceedit import api, expressions, models
+from faceedit import expressions, models
 from faceedit.cli import app
 from faceedit.data import rafd
 from faceedit.errors import UsageError
@@ -30,7 +30,6 @@ COMMON = {"batch_size": 2, "image_size": 32, "split": "all", "rafd_crop": 178, "
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-    api.load_engine.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceedit import api
 from faceedit.cli import app
 from tests.synthdata import make_celeba, make_unpaired
 
@@ -24,7 +23,6 @@ TINY = {
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)  # tiny models: OpenMP barriers only cost time on a busy 2-core machine
-    api.load_engine.cache_clear()
 
 
 def _train(arch: str, data: Path, run: Path, *extra: str) -> Path:

@@ -2,6 +2,7 @@
 
 Both take files, folders and globs, go on past a bad file, and exit with the batch's code
 (0 done, 2 usage, 3 no face in any input, 4 detector weights unavailable, 5 some inputs failed).
+The work is :func:`faceedit.api.detect_many` / :func:`~faceedit.api.align_many`; this is the shell.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faceedit import console
-from faceedit.errors import FaceeditError, NoFaceError
 
 if TYPE_CHECKING:
-    from faceedit.batch import Item, OutputPlan, Report
-    from faceedit.face.align import Template
-    from faceedit.face.detect import Backend, Face
-    from faceedit.images import Photo
+    from faceedit.api import FaceOptions
+    from faceedit.batch import Item, Report
 
 Inputs = Annotated[
     list[str],
@@ -50,6 +48,14 @@ DeviceOpt = Annotated[
     ),
 ]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders too.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing crops.")]
+WORKERS_HELP = "Photos worked on at once (default: CPUs, up to 8)."
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, envvar="FACEEDIT_WORKERS", help=WORKERS_HELP)
+]
+SkipExistingOpt = Annotated[
+    bool, typer.Option("--skip-existing", help="Keep existing crops, do not redo them.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,60 +75,51 @@ def detect_command(
     min_face_size: MinSizeOpt = 20.0,
     device: DeviceOpt = "auto",
     recursive: RecursiveOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Find every face: box, score and 5 landmarks (68 with --detector fan) per face.
 
     Faces are numbered left to right (0 = leftmost). Coordinates are pixels of the upright photo
     (EXIF orientation applied), pixel centres at integers.
     """
-    from faceedit.batch import Item, Report, expand_inputs
-    from faceedit.face import detect
+    from faceedit import api
+    from faceedit.batch import expand_inputs
+    from faceedit.steps import prepare
 
     paths = expand_inputs(inputs, recursive=recursive)
-    detect.parse_selection(face)
-    backend = detect.get_backend(detect.resolve_detector(detector), device)
-    report = Report()
-    with console.progress(
-        len(paths), "detecting faces", enabled=console.progress_enabled(json_out)
-    ) as advance:
-        for path in paths:
-            try:
-                photo, faces, indices, skipped = _find(path, backend, face, min_face_size)
-                detections = [{"index": i, **f.to_json()} for i, f in zip(indices, faces, strict=True)]
-                details: dict[str, Any] = {
-                    "width": photo.width,
-                    "height": photo.height,
-                    "detections": detections,
-                }
-                if skipped:
-                    details["skipped_small"] = skipped
-                report.add(Item(input=path, faces=len(faces), details=details))
-            except FaceeditError as e:
-                report.fail(path, e)
-            advance()
+    options = _face_options(detector, face, min_face_size, device)
+    report = _run(
+        lambda done: api.detect_many(paths, options, on_done=done, workers=workers),
+        len(paths),
+        "detecting faces",
+        json_out,
+    )
     if json_out:
-        console.emit_json({"detector": backend.name, "items": [i.to_json() for i in report.items]})
+        name = prepare.detector(options).name  # built by detect_many in this thread
+        console.emit_json({"detector": name, "items": [i.to_json() for i in report.items]})
     else:
         _print_table(report)
     _finish(report)
 
 
-def _find(
-    path: Path, backend: Backend, select: str, min_face_size: float
-) -> tuple[Photo, list[Face], list[int], int]:
-    """Read ``path`` and detect: (photo, selected faces, their indices, number of too-small faces)."""
-    from faceedit import images
+def _face_options(
+    detector: str, face: str, min_face_size: float, device: str, margin: float = 0.0
+) -> FaceOptions:
+    """The face options, usage errors (unknown detector, bad --face) before any photo is read."""
+    from faceedit import api
     from faceedit.face import detect
 
-    photo = images.read(path)
-    found = detect.find_faces(photo.rgb, backend, min_face_size=min_face_size)
-    kept, small = detect.split_small(found, min_face_size)
-    if not kept:
-        extra = f" ({len(small)} smaller than {min_face_size:g} px)" if small else ""
-        hint = "lower --min-face-size" if small else "try another --detector, or a larger photo of the face"
-        raise NoFaceError(f"no face found in {path}{extra}", hint)
-    chosen = detect.select_faces(kept, select, photo.rgb.shape)
-    return photo, chosen, [next(i for i, k in enumerate(kept) if k is f) for f in chosen], len(small)
+    name = detect.resolve_detector(detector)
+    detect.parse_selection(face)
+    return api.FaceOptions(
+        detector=name, device=device, select=face, min_face_size=min_face_size, margin=margin
+    )
+
+
+def _run(job: Any, total: int, label: str, json_out: bool) -> Report:
+    """``job(on_done)`` with a progress bar that advances as each photo is done."""
+    with console.progress(total, label, enabled=console.progress_enabled(json_out)) as advance:
+        return job(lambda item: advance())
 
 
 def _print_table(report: Report) -> None:
@@ -179,49 +176,45 @@ def align_command(
     margin: Annotated[
         float, typer.Option("--margin", min=-0.5, max=3.0, help="Zoom out (0.2 = 20% more around the face).")
     ] = 0.0,
-    pad_blur: Annotated[
-        bool, typer.Option("--pad-blur", help="Fill parts outside the photo as FFHQ did (reflect + blur).")
-    ] = False,
     detector: DetectorOpt = "auto",
     face: FaceOpt = "all",
     min_face_size: MinSizeOpt = 20.0,
     device: DeviceOpt = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing crops.")] = False,
-    skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Keep existing crops, do not redo them.")
+    pad_blur: Annotated[
+        bool, typer.Option("--pad-blur", help="Fill parts outside the photo as FFHQ did (reflect + blur).")
     ] = False,
+    overwrite: OverwriteOpt = False,
+    skip_existing: SkipExistingOpt = False,
     json_out: JsonOpt = False,
     recursive: RecursiveOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Write each face cropped and aligned the way a model was trained (FFHQ by default, 1024 px).
 
     Crops keep the photo's bit depth, gray and alpha; files are {stem}_{face}.png in --out.
     """
-    from faceedit.batch import OutputPlan, Report, expand_inputs
-    from faceedit.face import align, detect
+    from faceedit import api
+    from faceedit.batch import OutputPlan, expand_inputs
+    from faceedit.face import align
     from faceedit.fsutil import ensure_dir
 
     paths = expand_inputs(inputs, recursive=recursive)
     tpl = align.get_template(template)
-    detect.parse_selection(face)
+    faces = _face_options(detector, face, min_face_size, device, margin)
+    request = api.AlignRequest(template=tpl, size=size or tpl.size, pad_blur=pad_blur, faces=faces)
     plan = OutputPlan(out_dir=out, format="png", overwrite=overwrite, skip_existing=skip_existing)
-    plan = plan.for_inputs(paths)  # a/p.png and b/p.png go to out/a/ and out/b/: nothing is lost
     ensure_dir(out)
-    backend = detect.get_backend(detect.resolve_detector(detector), device)
-    options = {"size": size or tpl.size, "margin": margin, "pad_blur": pad_blur}
-    report = Report()
-    with console.progress(
-        len(paths), "aligning faces", enabled=console.progress_enabled(json_out)
-    ) as advance:
-        for path in paths:
-            try:
-                report.add(_align_one(path, backend, tpl, plan, face, min_face_size, options))
-            except FaceeditError as e:
-                report.fail(path, e)
-            advance()
+    report = _run(
+        lambda done: api.align_many(
+            paths, request, plan, on_done=lambda item: (_warn_small(item), done(item))
+        ),
+        len(paths),
+        "aligning faces",
+        json_out,
+    )
     if json_out:
         console.emit_json(
-            {"template": tpl.name, "size": options["size"], "items": [i.to_json() for i in report.items]}
+            {"template": tpl.name, "size": request.size, "items": [i.to_json() for i in report.items]}
         )
     else:
         for item in report.items:
@@ -230,37 +223,9 @@ def align_command(
     _finish(report)
 
 
-def _align_one(
-    path: Path,
-    backend: Backend,
-    tpl: Template,
-    plan: OutputPlan,
-    select: str,
-    min_face_size: float,
-    options: dict[str, Any],
-) -> Item:
-    from faceedit import images
-    from faceedit.batch import Item
-    from faceedit.face import align
-
-    photo, faces, indices, _ = _find(path, backend, select, min_face_size)
-    item = Item(input=path, faces=len(faces), details={"crops": []})
-    for index, f in zip(indices, faces, strict=True):
-        target = plan.path_for(path, tag=f"_{index}")
-        if not plan.check(target, source=path):
-            item.status = "skipped" if not item.outputs else item.status
-            continue
-        aligned = align.align(
-            photo.pixels, f, tpl, options["size"], margin=options["margin"], pad_blur=options["pad_blur"]
-        )
-        alpha = None
-        if photo.alpha is not None:
-            alpha = align.warp_affine(photo.alpha, aligned.matrix, aligned.size, border="constant")
-        images.write(target, photo.replace(pixels=aligned.crop, alpha=alpha), overwrite=plan.overwrite)
-        item.outputs.append(target)
-        item.status = "ok"
-        crop = {"index": index, "output": str(target), "scale": round(aligned.scale, 3), **f.to_json()}
-        if aligned.scale > 4:
-            console.warn(f"face {index} in {path.name} is small: the crop enlarges it {aligned.scale:.1f}x")
-        item.details["crops"].append(crop)
-    return item
+def _warn_small(item: Item) -> None:
+    """A face enlarged more than 4x makes a blurry crop: say so as its photo is done."""
+    for crop in item.details.get("crops", []):
+        if crop["scale"] > 4:
+            what = f"face {crop['index']} in {item.input.name}"
+            console.warn(f"{what} is small: the crop enlarges it {crop['scale']:.1f}x")

@@ -7,10 +7,11 @@ fetched once). mtcnn's and yunet's faces must pass face/verify.py's second opini
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import math
 import os
+import threading
 import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -329,9 +330,8 @@ def resolve_detector(name: str | None = None) -> str:
     return chosen
 
 
-@functools.lru_cache(maxsize=4)
-def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
-    """The (cached, built once per process) backend called ``name``."""
+def new_backend(name: str | None = None, device: str = "cpu") -> Backend:
+    """A backend called ``name``, built now (nothing kept): for a worker that needs its own."""
     name = resolve_detector(name)
     if name == "mtcnn":
         return MtcnnBackend()
@@ -340,6 +340,37 @@ def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
     from faceedit.runtime import resolve_device
 
     return FanBackend(str(resolve_device(device)), name.partition(":")[2] or "sfd")
+
+
+class Backends:
+    """Backends built once per (name, device) and handed out again; ``per_thread`` keeps one set per
+    thread (OpenCV DNN nets must not run in two threads at once). ``clear()`` forgets them all."""
+
+    def __init__(self, *, per_thread: bool = False) -> None:
+        self.per_thread, self._lock, self._local = per_thread, threading.Lock(), threading.local()
+        self._shared: dict[tuple[str, str], Backend] = {}
+
+    def get(self, name: str | None = None, device: str = "cpu") -> Backend:
+        key = (resolve_detector(name), device)
+        built = self._local.__dict__.setdefault("built", {}) if self.per_thread else self._shared
+        # a shared backend is built once though two threads ask at once; a thread's own needs no lock
+        with contextlib.nullcontext() if self.per_thread else self._lock:
+            if key not in built:
+                built[key] = new_backend(*key)
+            return built[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._shared.clear()
+            self._local = threading.local()
+
+
+shared = Backends()  # what callers that pass a detector by name get (find_faces, detect)
+
+
+def get_backend(name: str | None = None, device: str = "cpu") -> Backend:
+    """The process's shared backend called ``name`` (built on first use; ``shared.clear()`` forgets it)."""
+    return shared.get(name, device)
 
 
 def _resize_for_detection(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:

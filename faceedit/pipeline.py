@@ -32,10 +32,9 @@ def default_workers() -> int:
 
 
 def plan_jobs(paths: Iterable[Path], plan: OutputPlan, report: Report) -> list[Job]:
-    """(input, output) pairs still to do; existing outputs are skipped or refused up front."""
+    """(input, output) pairs still to do; existing outputs are skipped or refused up front. ``plan`` is
+    bound to the batch by the recipe (:meth:`OutputPlan.for_inputs`), so no two inputs share a name."""
     jobs = []
-    paths = list(paths)
-    plan = plan.for_inputs(paths)  # distinct output names for the whole batch (mirrored sub-folders)
     for path in paths:
         target = plan.path_for(path)
         try:

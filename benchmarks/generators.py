@@ -36,7 +36,6 @@ MODELS = {  # name -> (arch, generator kwargs beyond the constructor defaults, i
     "ugatit": ("ugatit", {"light": False}, 256),
     "ugatit-light": ("ugatit", {"light": True}, 256),
 }
-SCHEMES = {"stargan": "stargan", "attgan": "attgan", "stgan": "stgan", "ugatit": "none"}
 
 
 # ------------------------------------------------------------------------------------ machine info
@@ -175,20 +174,19 @@ def build(name: str, seed: int = 0) -> Any:
     """A default-config FaceModel with random weights and non-trivial norm statistics (CPU)."""
     import torch
 
-    from faceedit import models
+    from faceedit import models, specs
 
     arch, kwargs, size = MODELS[name]
     torch.manual_seed(seed)
-    module = models.ARCHS[arch]
-    attrs = list(getattr(module, "ATTRIBUTES", ()))
+    facts = specs.arch_spec(arch)  # the official attribute list, template and conditioning
     config = models.make_config(
         arch,
         kwargs,
-        attributes=attrs,
+        attributes=list(facts.attributes),
         image_size=size,
-        template="selfie" if arch == "ugatit" else "celeba-178",
-        resize="bilinear",
-        conditioning={"scheme": SCHEMES[arch], "thres_int": 0.5, "rules": "port"},
+        template=facts.template,
+        resize=facts.resize,
+        conditioning=facts.conditioning(),
     )
     model = models.build(config)
     _norm_statistics(model.generator, seed)

@@ -95,3 +95,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# ------------------------------------------------------------ shared by the pipeline and worker-process tests
+
+
+@pytest.fixture(scope="module")
+def astronaut_faces(astronaut_path: Path) -> list:
+    """The astronaut's faces, found once (tests hand them to a fixed stand-in detector)."""
+    from faceedit import images
+    from faceedit.face import detect
+
+    return detect.detect(images.read(astronaut_path).rgb)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """A tiny random StarGAN on the CPU, one torch thread."""
+    import torch
+
+    from faceedit import runtime
+    from tests._tiny import tiny_model
+
+    torch.set_num_threads(1)
+    return runtime.Engine(tiny_model("stargan"), "cpu", "fp32")
+
+
+def photo_folder(astronaut_path: Path, tmp_path: Path, n: int) -> Path:
+    """``n`` copies of the astronaut with a corrupt PNG as ``p3.png`` in the middle."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(n):
+        shutil.copy(astronaut_path, photos / f"p{i}.png")
+    (photos / "p3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return photos

@@ -23,31 +23,14 @@ from faceedit.steps import edit as edit_steps
 from faceedit.steps import prepare as prepare_steps
 from tests._standins import FixedFaces
 from tests._tiny import tiny_model
+from tests.conftest import photo_folder
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def astronaut_faces(astronaut_path: Path) -> list[detect.Face]:
-    return detect.detect(images.read(astronaut_path).rgb)
-
-
-@pytest.fixture(scope="module")
-def engine() -> runtime.Engine:
-    import torch
-
-    torch.set_num_threads(1)
-    return runtime.Engine(tiny_model("stargan"), "cpu", "fp32")
-
-
 @pytest.fixture
 def folder(astronaut_path: Path, tmp_path: Path) -> Path:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(6):
-        shutil.copy(astronaut_path, photos / f"p{i}.png")
-    (photos / "p3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # a corrupt file in the middle
-    return photos
+    return photo_folder(astronaut_path, tmp_path, 6)
 
 
 def _edit(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,29 +19,12 @@ from faceedit.batch import Item, OutputPlan, Report
 from faceedit.face import detect
 from tests._standins import FixedFaces, brighter, die_if, modules_loaded, spill_files
 from tests._tiny import tiny_model
-
-
-@pytest.fixture(scope="module")
-def astronaut_faces(astronaut_path: Path) -> list[detect.Face]:
-    return detect.detect(images.read(astronaut_path).rgb)
-
-
-@pytest.fixture(scope="module")
-def engine() -> runtime.Engine:
-    import torch
-
-    torch.set_num_threads(1)
-    return runtime.Engine(tiny_model("stargan"), "cpu", "fp32")
+from tests.conftest import photo_folder
 
 
 @pytest.fixture
 def folder(astronaut_path: Path, tmp_path: Path) -> Path:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(7):
-        shutil.copy(astronaut_path, photos / f"p{i}.png")
-    (photos / "p3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # a corrupt file in the middle
-    return photos
+    return photo_folder(astronaut_path, tmp_path, 7)
 
 
 def _edit(paths: list[Path], engine: runtime.Engine, detector: Any, out: Path, **kwargs: Any) -> Report:

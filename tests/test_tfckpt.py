@@ -24,6 +24,7 @@ from faceedit.convert.tf_bundle import (
     unmask_crc,
 )
 from faceedit.errors import CheckpointError
+from tests.tfbundle import _field, _table, _varint  # the same SSTable writer
 
 # name: (dtype, shape, offset, size, stored masked crc) — fixtures/tf/README.md, basic/
 BASIC = {
@@ -257,45 +258,6 @@ def test_truncated_or_missing_data_file(basic_copy: Path) -> None:
 
 
 # ------------------------------------------------------------------ hand-built tables (rare cases)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | int, wire: int = 2) -> bytes:
-    key = _varint(number << 3 | wire)
-    if wire == 0:
-        return key + _varint(payload)
-    if wire == 5:
-        return key + payload.to_bytes(4, "little")
-    return key + _varint(len(payload)) + payload
-
-
-def _block(items: list[tuple[bytes, bytes]]) -> bytes:
-    body = b"".join(_varint(0) + _varint(len(k)) + _varint(len(v)) + k + v for k, v in items)
-    return body + (0).to_bytes(4, "little") + (1).to_bytes(4, "little")
-
-
-def _table(items: list[tuple[bytes, bytes]]) -> bytes:
-    """A one-block, uncompressed SSTable (restart offset 0 only: enough for a sequential reader)."""
-    out = bytearray()
-
-    def put(block: bytes) -> bytes:
-        handle = _varint(len(out)) + _varint(len(block))
-        out.extend(block + b"\x00" + mask_crc(crc32c(b"\x00", crc32c(block))).to_bytes(4, "little"))
-        return handle
-
-    data_handle = put(_block(items))
-    meta_handle = put(_block([]))
-    index_handle = put(_block([(b"\xff", data_handle)]))
-    footer = (meta_handle + index_handle).ljust(40, b"\x00") + tfckpt.TABLE_MAGIC.to_bytes(8, "little")
-    return bytes(out) + footer
 
 
 def _entry(dims: list[int], size: int, extra: bytes = b"", shard: int = 0) -> bytes:

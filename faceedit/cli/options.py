@@ -75,7 +75,8 @@ CropsOpt = Annotated[
     bool, typer.Option("--save-crops", help="Also write each aligned face before and after.")
 ]
 OfflineOpt = Annotated[
-    bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE", help="Use only cached weights.")
+    bool,
+    typer.Option("--offline", help="Use only cached weights (also: HF_HUB_OFFLINE=1 or FACEEDIT_OFFLINE=1)."),
 ]
 RecursiveOpt = Annotated[
     bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")

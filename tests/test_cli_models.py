@@ -66,6 +66,15 @@ def test_list_table_and_json() -> None:
     assert code == 0 and out.splitlines()[1:] == [] and "no model is cached" in err
 
 
+def test_list_counts_the_expressions_of_rafd_models() -> None:
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "8 expressions" in rows["stargan-rafd-128"]
+    assert "+ 8 expressions" in rows["stargan-celeba-rafd-128"]
+    assert "expressions" not in rows["stargan-celeba-128"]
+
+
 def test_list_and_help_do_not_import_torch() -> None:
     code = (
         "import sys\nfrom faceedit.cli import main\n"

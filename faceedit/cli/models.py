@@ -103,10 +103,13 @@ def _size(card: Any) -> str:
 
 
 def _attrs(card: Any) -> str:
+    expressions = len(card.conditioning.get("expressions", ()))
+    more = f" + {expressions} expressions" if expressions else ""
     if not card.attributes:
-        return "-"
+        return f"{expressions} expressions" if expressions else "-"
     text = ",".join(card.attributes)
-    return text if len(text) <= 44 else f"{len(card.attributes)}: {text[:36]}…"
+    room = 44 - len(more)
+    return (text if len(text) <= room else f"{len(card.attributes)}: {text[: room - 8]}…") + more
 
 
 def _source(card: Any) -> str:

@@ -162,7 +162,7 @@ def _resolve_hf(s: _Session, spec: str, repo_id: str, revision: str | None) -> R
 def _resolve_card(s: _Session, card: ModelCard) -> ResolvedModel:
     if card.import_only:
         raise ModelUnavailableError(
-            f"{card.name} cannot be downloaded: its weights are published outside the hub",
+            f"{card.name} cannot be downloaded by faceedit (no hub copy of its weights)",
             card.source.instructions,
         )
     if card.source.kind == HUB_FACEEDIT:

@@ -98,3 +98,49 @@ def test_feather_mask_equals_opencv(astronaut: tuple) -> None:
         ours = blend_torch.feather_mask(128, None, matrix, dsize, w_edge).numpy()
         theirs = blend._feather_mask(128, None, cv2.invertAffineTransform(matrix), dsize, w_edge)
         assert np.abs(ours - theirs).max() < 1e-4, w_edge
+
+
+def _change(rgb: np.ndarray, face: detect.Face, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A visible change in the crop's top third (a 'hair colour' shift) and a faint one below it."""
+    aligned = align.align(rgb, face, "celeba-178", size)
+    rng = np.random.default_rng(seed)
+    delta = np.zeros((size, size, 3), np.float32)
+    delta[: size // 3] = [0.15, 0.08, -0.05]
+    delta[size // 3 :] = rng.normal(0, 0.002, (size - size // 3, size, 3))  # under the mask's threshold
+    return delta, aligned.matrix
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "lanczos"])
+@pytest.mark.parametrize("layout", ["rgb", "rgba16", "gray", "float"])
+def test_change_transfer_matches_within_one_level(astronaut: tuple, interpolation: str, layout: str) -> None:
+    rgb, face = astronaut
+    delta, matrix = _change(rgb, face, 128)
+    pixels = {
+        "rgb": rgb,
+        "rgba16": np.dstack([rgb.astype(np.uint16) * 257, np.full(rgb.shape[:2], 40000, np.uint16)]),
+        "gray": (rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8),
+        "float": rgb.astype(np.float32) / 255,
+    }[layout]
+    cpu = pixels.copy()
+    assert blend.add_change_into(cpu, delta, matrix, interpolation=interpolation)
+    tensor = torch.from_numpy(pixels.copy())
+    assert blend_torch.add_change_into(tensor, delta, matrix, interpolation=interpolation)
+    gpu = tensor.numpy()
+    full = 1.0 if layout == "float" else float(np.iinfo(pixels.dtype).max)
+    diff = np.abs(cpu.astype(np.float64) - gpu.astype(np.float64)) / full * 255
+    assert diff.max() <= 1.0 + 1e-6, diff.max()  # one grey level of 8 bits
+    assert (cpu != pixels).sum() > 1000  # the change really landed
+    untouched = cpu == pixels
+    assert (gpu[untouched] == pixels[untouched]).mean() > 0.999  # both leave the same pixels exact
+    if layout == "rgba16":
+        np.testing.assert_array_equal(gpu[..., 3], pixels[..., 3])  # alpha never touched
+
+
+def test_change_transfer_of_nothing_changes_nothing(astronaut: tuple) -> None:
+    rgb, face = astronaut
+    _, matrix = _change(rgb, face, 128)
+    tensor = torch.from_numpy(rgb.copy())
+    assert not blend_torch.add_change_into(tensor, np.zeros((128, 128, 3), np.float32), matrix)
+    np.testing.assert_array_equal(tensor.numpy(), rgb)
+    with pytest.raises(ValueError, match="non-finite"):
+        blend_torch.add_change_into(tensor, np.full((128, 128, 3), np.nan, np.float32), matrix)

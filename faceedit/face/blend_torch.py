@@ -1,5 +1,6 @@
-"""The feathered paste-back of :mod:`faceedit.face.blend` as torch tensor ops, so that on CUDA a photo
-can stay on the device between decode and encode: inverse warp, facexlib's feathered mask, the blend.
+"""The paste-back of :mod:`faceedit.face.blend` as torch tensor ops, so that on CUDA a photo can stay on
+the device between decode and encode: the change transfer (``--detail transfer``) and the feathered paste
+(inverse warp, facexlib's feathered mask, the blend).
 
 Same maths as the CPU path, OpenCV's quirks included (the 2x2 erosion's anchor, the fixed small
 Gaussian kernels, BORDER_REFLECT_101), so outputs agree within one grey level. The
@@ -79,6 +80,55 @@ def _colour_matched(
     return blend.color_transfer(face, blend._as_unit_float(original), strength, inner)
 
 
+def add_change_into(
+    out: torch.Tensor,
+    delta: np.ndarray,
+    matrix: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    interpolation: str = "bicubic",
+) -> bool:
+    """:func:`faceedit.face.blend.add_change_into` (the default ``--detail transfer``) on a tensor ``out``
+    in place: the S x S weighting stays with numpy, the warp to full resolution and the addition run on
+    ``out``'s device. Returns False when nothing could change."""
+    import torch
+
+    delta = np.asarray(delta, np.float32)
+    if not np.isfinite(delta).all():
+        raise ValueError("the change has non-finite values (NaN/Inf)")
+    weighted = delta * blend.change_weight(delta, mask)[..., None]
+    matrix = np.asarray(matrix, np.float64)
+    x0, y0, x1, y1 = footprint(matrix, delta.shape[0], tuple(out.shape), pad=2)
+    if not weighted.any() or x1 <= x0 or y1 <= y0:
+        return False
+    roi_matrix = compose(matrix, np.array([[1.0, 0, x0], [0, 1.0, y0]]))  # ROI -> crop
+    small, small_matrix = blend._shrunk_crop(weighted, roi_matrix)
+    source = torch.from_numpy(np.ascontiguousarray(small)).to(out.device)
+    change = _warp(source, small_matrix, (x1 - x0, y1 - y0), interpolation, constant=True)
+    add_region(out[y0:y1, x0:x1], change)
+    return True
+
+
+def add_region(region: torch.Tensor, change: torch.Tensor) -> None:
+    """``region += change`` (h x w x 3, fractions of the full range) in the region's depth and layout;
+    integer pixels whose change rounds to 0 keep their value (as :func:`blend._add_region`)."""
+    import torch
+
+    full = _full_scale(region.dtype)
+    change = change * full
+    if region.dim() == 2:
+        change = change[..., 0] * 0.299 + change[..., 1] * 0.587 + change[..., 2] * 0.114
+        colour = region
+    else:
+        colour = region[..., :3]
+    mixed = colour.float() + change
+    if not region.dtype.is_floating_point:
+        mixed = torch.round(mixed).clamp(0, full)
+    else:  # float photos: clip only what changed
+        mixed = torch.where(change != 0, mixed.clamp(0.0, 1.0), colour.float())
+    colour.copy_(mixed.to(region.dtype))
+
+
 def _grid(
     dst_to_src: np.ndarray, dsize: tuple[int, int], src_hw: tuple[int, int], device: torch.device
 ) -> torch.Tensor:
@@ -100,9 +150,14 @@ def _grid(
 
 
 def _warp(
-    source: torch.Tensor, small_matrix: np.ndarray, dsize: tuple[int, int], interpolation: str
+    source: torch.Tensor,
+    small_matrix: np.ndarray,
+    dsize: tuple[int, int],
+    interpolation: str,
+    constant: bool = False,
 ) -> torch.Tensor:
-    """The crop [n,n,3] float warped into the ROI [h,w,3] (cv2.warpAffine, BORDER_REPLICATE)."""
+    """The crop [n,n,3] float warped into the ROI [h,w,3] (cv2.warpAffine, BORDER_REPLICATE, or with
+    ``constant`` BORDER_CONSTANT 0: a change is zero outside its crop)."""
     import cv2
     import torch
     import torch.nn.functional as F
@@ -120,12 +175,13 @@ def _warp(
             inverse,
             dsize,
             flags=INTERPOLATIONS[interpolation],
-            borderMode=cv2.BORDER_REPLICATE,
+            borderMode=cv2.BORDER_CONSTANT if constant else cv2.BORDER_REPLICATE,
         )
         return torch.from_numpy(host).to(source.device)
     grid = _grid(cv2.invertAffineTransform(inverse), dsize, tuple(source.shape[:2]), source.device)
     image = source.permute(2, 0, 1)[None]
-    out = F.grid_sample(image, grid, mode=_MODES[interpolation], padding_mode="border", align_corners=True)
+    padding = "zeros" if constant else "border"
+    out = F.grid_sample(image, grid, mode=_MODES[interpolation], padding_mode=padding, align_corners=True)
     return out[0].permute(1, 2, 0)
 
 

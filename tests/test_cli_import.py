@@ -156,3 +156,28 @@ def test_real_process(fixtures_dir: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert failed.returncode == 2 and "does not exist" in failed.stderr
+
+
+def test_raw_pickle_is_one_line_without_torch_warnings(tmp_path: Path) -> None:
+    """Issue 10: a plain pickle (protocol 4) made torch print a UserWarning before our one-line error."""
+    import pickle
+
+    path = tmp_path / "raw.pkl"
+    path.write_bytes(pickle.dumps({"main.0.weight": np.zeros((8, 8, 7, 7), np.float32)}, protocol=4))
+    env = {**os.environ, "PYTHONWARNINGS": "default"}  # warnings shown, as for a user
+    cmd = [
+        sys.executable,
+        "-m",
+        "faceedit",
+        "models",
+        "import",
+        "stargan",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 4, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: raw.pkl"), done.stderr
+    assert not (tmp_path / "o").exists()

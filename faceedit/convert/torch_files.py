@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ def read_torch_file(path: Path) -> Any:
         raise CheckpointError(f"{path.name} is empty", "download or copy the checkpoint again")
     _reject_text(path, head)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(_ZIP_MAGIC))
+        with warnings.catch_warnings():  # torch warns about raw pickles' protocol; our error says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(_ZIP_MAGIC))
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ...
         raise CheckpointError(f"{path.name}: {_explain_load_error(e)}", _load_hint(e)) from e
 

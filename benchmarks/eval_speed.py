@@ -72,20 +72,10 @@ def editor(name: str) -> object:
 
 
 def classifier() -> object:
-    from faceedit import attributes, models
+    from faceedit import models
+    from faceedit.classifier import attcls_config
 
-    config = models.make_config(
-        "attcls",
-        {},
-        attributes=list(attributes.CELEBA_ATTRIBUTES),
-        image_size=128,
-        template="celeba-tf",
-        resize="bicubic",
-        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "tf"},
-        classifier_kwargs={"dim": 32},
-        variant="tf",
-    )
-    return models.build(config)
+    return models.build(attcls_config({"dim": 32}))
 
 
 def measure(name: str, root: Path, args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceedit import specs
 from faceedit.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -43,27 +44,37 @@ def import_tf(path: Path | str, **overrides: Any) -> FaceModel:
     names = [tf for tf, _ in attcls.tf_rules().values()]
     arrays = ckpt.read_many(names)
     state = attcls.tf_state({k: torch.from_numpy(v) for k, v in arrays.items()})
-    config = models.make_config(
-        "attcls",
-        {},
-        attributes=list(attributes.CELEBA_ATTRIBUTES),
-        image_size=kwargs["img_size"],
-        template="celeba-tf",  # LynnHo/AttGAN-Tensorflow's CelebA crop: 170 at (26, 3), bicubic
-        resize="bicubic",
-        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "tf"},
-        classifier_kwargs=kwargs,
-        variant="tf",
-        provenance={
-            "source_file": str(ckpt.index_path),
-            "source_sha256": ckpt.index.sha256,
-            "upstream": attcls.UPSTREAM,
-            "skipped": len(ckpt.entries) - len(names),
-        },
-    )
+    provenance = {
+        "source_file": str(ckpt.index_path),
+        "source_sha256": ckpt.index.sha256,
+        "upstream": attcls.UPSTREAM,
+        "skipped": len(ckpt.entries) - len(names),
+    }
+    config = attcls_config(kwargs, provenance)
     model = models.build(config, empty=True)
     models.load_weights(model.classifier, state, f"{ckpt.index_path.name} (classifier)")
     model.classifier.eval()
     return model
+
+
+def attcls_config(kwargs: dict[str, Any], provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json of the attribute classifier (``kwargs``: its constructor's, e.g. ``{"dim": 32}``): all
+    40 CelebA attributes, LynnHo/AttGAN-Tensorflow's CelebA crop (170 at (26, 3), bicubic) at 128 px."""
+    from faceedit import models
+
+    template = specs.TEMPLATES["celeba-tf"]
+    return models.make_config(
+        "attcls",
+        {},
+        attributes=list(specs.CELEBA_ATTRIBUTES),
+        image_size=int(kwargs.get("img_size", 128)),
+        template=template.name,
+        resize=template.resize,
+        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "tf"},
+        classifier_kwargs=kwargs,
+        variant="tf",
+        provenance=provenance,
+    )
 
 
 def load(spec: str | None, device: str = "cpu", offline: bool = False) -> FaceModel:

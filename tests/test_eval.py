@@ -14,7 +14,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 from typer.testing import CliRunner
 
-from faceedit import attributes, evaluation, models
+from faceedit import attributes, classifier, evaluation, models
 from faceedit.cli import app
 from faceedit.cli.eval import table
 from faceedit.data import TEMPLATES, load_image
@@ -30,18 +30,7 @@ runner = CliRunner()
 
 def _classifier() -> models.FaceModel:
     """A random attcls classifier at the release's 128 px frame (tiny width)."""
-    cfg = models.make_config(
-        "attcls",
-        {},
-        attributes=list(attributes.CELEBA_ATTRIBUTES),
-        image_size=128,
-        template="celeba-tf",
-        resize="bicubic",
-        conditioning={"scheme": "none", "thres_int": 0.5, "rules": "tf"},
-        classifier_kwargs={"dim": 2},
-        variant="tf",
-    )
-    model = models.build(cfg)
+    model = models.build(classifier.attcls_config({"dim": 2}))
     _randomise(model.classifier, 3)
     return model
 

@@ -11,7 +11,7 @@ from faceedit import images
 from faceedit.batch import Item, OutputPlan
 from faceedit.errors import NoFaceError
 from faceedit.face import detect
-from faceedit.steps.prepare import detector
+from faceedit.steps.prepare import NO_FACE_HINT, detector
 from faceedit.workers import StageTimes, stage
 
 if TYPE_CHECKING:
@@ -24,13 +24,13 @@ def find(
 ) -> tuple[images.Photo, list[Face], list[int], int]:
     """Read ``path`` and detect: (photo, selected faces, their indices, number of too-small faces)."""
     with stage(timings, "decode"):
-        photo = images.read(path)
+        photo = images.read(path, max_pixels=options.max_pixels)
     with stage(timings, "detect"):
         found = detect.find_faces(photo.rgb, detector(options), min_face_size=options.min_face_size)
     kept, small = detect.split_small(found, options.min_face_size)
     if not kept:
         extra = f" ({len(small)} smaller than {options.min_face_size:g} px)" if small else ""
-        hint = "lower --min-face-size" if small else "try another --detector, or a larger photo of the face"
+        hint = "lower --min-face-size" if small else NO_FACE_HINT
         raise NoFaceError(f"no face found in {path}{extra}", hint)
     chosen = detect.select_faces(kept, options.select, photo.rgb.shape)
     return photo, chosen, [next(i for i, k in enumerate(kept) if k is f) for f in chosen], len(small)

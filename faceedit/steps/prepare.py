@@ -43,6 +43,9 @@ def detector(options: FaceOptions) -> Backend:
     return WORKER_DETECTORS.get(options.detector, options.device)
 
 
+NO_FACE_HINT = "try another --detector (e.g. fan), a smaller --min-face-size, or a larger photo of the face"
+
+
 def prepare(
     path: Path,
     target: Path,
@@ -62,7 +65,7 @@ def prepare(
             photo.rgb, detector(options), select=options.select, min_face_size=options.min_face_size
         )
     if not faces:
-        raise NoFaceError(f"{path}: no face found", "try --detector fan or a smaller --min-face-size")
+        raise NoFaceError(f"{path}: no face found", NO_FACE_HINT)
     size, interpolation = int(config["image_size"]), config.get("resize", "bilinear")
     with stage(timings, "align"):
         aligned = [
